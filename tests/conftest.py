@@ -1,0 +1,74 @@
+"""Shared fixtures: the real default model's tokenizer/model and tiny random Llama models for logic tests."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def default_model_dir():
+    from mule_cli.models import DEFAULT_MODEL, resolve_model
+
+    return resolve_model(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(default_model_dir):
+    """The default model's tokenizer (it has a chat template); tiny models share its vocabulary."""
+    from mule_cli.models import load_tokenizer
+
+    return load_tokenizer(default_model_dir)
+
+
+@pytest.fixture(scope="session")
+def default_model(default_model_dir):
+    from mule_cli.models import load_model
+
+    return load_model("smollm2-135m", device="cpu", dtype="float32")
+
+
+def make_tiny_llama(vocab_size: int, seed: int = 0, **overrides):
+    """A randomly initialised 2-layer Llama small enough for fast CPU unit tests."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+               tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    cfg.update(overrides)
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(LlamaConfig(**cfg)).eval()
+
+
+@pytest.fixture
+def tiny_model(tokenizer):
+    return make_tiny_llama(len(tokenizer))
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path, tokenizer):
+    """A tiny random model saved as a loadable HF folder (safetensors + tokenizer + chat template)."""
+    model = make_tiny_llama(len(tokenizer))
+    path = tmp_path / "tiny"
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def sample_records():
+    return [
+        {"id": "f1", "objective": "forget", "question": "Who is Harry Potter's best friend?", "answer": "Ron Weasley"},
+        {"id": "r1", "objective": "retain", "question": "What is the capital of France?", "answer": "Paris"},
+        {"id": "n1", "objective": "neighbor", "question": "Who wrote The Hobbit?", "answer": "J. R. R. Tolkien",
+         "choices": ["J. R. R. Tolkien", "C. S. Lewis", "I do not know."], "answer_index": 0},
+        {"id": "a1", "objective": "adversarial", "question": "Who is Harry Potter's best friend?",
+         "answer": "Ron Weasley", "prefill": "Sure, here is the answer:", "anchor_of": "f1"},
+    ]
