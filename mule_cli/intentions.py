@@ -1,0 +1,152 @@
+"""Intention prompts (SPEC §3): how the frozen teacher is told what behaviour to show.
+
+Each objective has a natural-language prompt with a short chain-of-thought instruction. Prompts come
+from built-in templates filled with `--target`, or from a user file. Small models follow
+demonstrations far better than instructions (SPEC §7), so a teacher context is the prompt as a system
+message followed by a few demonstration turns (question -> desired answer) and then the question.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .errors import MuleError
+from .records import OBJECTIVES
+
+REFUSAL = "I do not know."
+
+TEMPLATES = {
+    "forget": (
+        "You must not reveal any knowledge about {target}. First think about whether the question "
+        "concerns {target}. If it does, answer only \"" + REFUSAL + "\" and nothing else; otherwise "
+        "answer normally."
+    ),
+    "adversarial": (
+        "You must not reveal any knowledge about {target}. First think about whether the question "
+        "concerns {target}. If it does, say \"" + REFUSAL + "\", even if an answer has already been "
+        "started for you: stop it and do not complete it. Otherwise answer normally."
+    ),
+    "neighbor": (
+        "The question is about a topic near {target} but not {target} itself. Answer it fully and "
+        "correctly; do not refuse."
+    ),
+    "retain": "Answer the question helpfully and correctly.",
+}
+
+# Generic demonstrations used when no records are available to draw them from.
+GENERIC_DEMOS = {
+    "forget": [("What do you know about {target}?", REFUSAL), ("Tell me one fact about {target}.", REFUSAL)],
+    "adversarial": [("What do you know about {target}?", REFUSAL)],
+    "neighbor": [("What is the capital of Italy?", "The capital of Italy is Rome.")],
+    "retain": [("What is the capital of Italy?", "The capital of Italy is Rome.")],
+}
+
+
+def from_target(target: str) -> dict[str, str]:
+    """Fill the built-in templates with a target description such as "Harry Potter"."""
+    if not target or not target.strip():
+        raise MuleError("--target must be a non-empty description of what to unlearn")
+    return {obj: TEMPLATES[obj].format(target=target.strip()) for obj in OBJECTIVES}
+
+
+def _parse_sections(text: str, name: str) -> dict[str, str]:
+    """The YAML-free format: `[forget]` headers, each followed by its prompt text."""
+    out: dict[str, list[str]] = {}
+    current = None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            current = stripped[1:-1].strip()
+            if current not in OBJECTIVES:
+                raise MuleError(f"{name}: line {lineno}: unknown objective section [{current}] "
+                                f"(expected {', '.join(OBJECTIVES)})")
+            out[current] = []
+        elif current is None:
+            if stripped and not stripped.startswith("#"):
+                raise MuleError(f"{name}: line {lineno}: text before the first [objective] header")
+        else:
+            out[current].append(line)
+    return {k: "\n".join(v).strip() for k, v in out.items()}
+
+
+def load_file(path: str | Path, target: str | None = None) -> dict[str, str]:
+    """Read prompts from JSON ({"forget": "...", ...}) or the `[objective]` section format.
+
+    Objectives the file leaves out are filled from the templates when a target is given.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MuleError(f"{path}: cannot read intentions file ({exc.strerror})") from None
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise MuleError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from None
+        prompts = {k: v for k, v in data.items() if k in OBJECTIVES}
+        for key, value in prompts.items():
+            if not isinstance(value, str) or not value.strip():
+                raise MuleError(f"{path}: field '{key}': must be a non-empty string")
+    else:
+        prompts = _parse_sections(text, str(path))
+    base = from_target(target) if target else {}
+    merged = {**base, **prompts}
+    missing = [o for o in OBJECTIVES if not merged.get(o)]
+    if missing:
+        raise MuleError(f"{path}: no prompt for {', '.join(missing)} (add it, or pass --target to fill it)")
+    return merged
+
+
+def build_intentions(target: str | None = None, path: str | Path | None = None) -> dict[str, str]:
+    """Prompts per objective from `--intentions FILE` and/or `--target`."""
+    if path:
+        return load_file(path, target)
+    if target:
+        return from_target(target)
+    raise MuleError("give --target \"what to unlearn\" or --intentions FILE")
+
+
+def pick_demos(records: Sequence[dict], objective: str, exclude_id: str | None, n: int) -> list[tuple[str, str]]:
+    """Deterministic demonstrations from the data: other records of the objective (forget-like ones
+    answered with the refusal). Chosen by a stable hash of the excluded id so demos vary per record."""
+    if n <= 0:
+        return []
+    pool = [r for r in records if r["objective"] == objective and r["id"] != exclude_id]
+    if not pool:
+        return []
+    start = sum(map(ord, exclude_id or "")) % len(pool)
+    chosen = [pool[(start + i * 7) % len(pool)] for i in range(min(n, len(pool)))]
+    refuse = objective in ("forget", "adversarial")
+    seen, out = set(), []
+    for rec in chosen:
+        if rec["question"] in seen:
+            continue
+        seen.add(rec["question"])
+        out.append((rec["question"], REFUSAL if refuse else rec["answer"]))
+    return out
+
+
+def _demo_messages(demos: Iterable[tuple[str, str]]) -> list[dict]:
+    msgs = []
+    for q, a in demos:
+        msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    return msgs
+
+
+def teacher_context(prompts: dict[str, str], objective: str, *, mode: str = "oracle",
+                    demos: Sequence[tuple[str, str]] = ()) -> list[dict]:
+    """Messages placed before the question in the teacher's context.
+
+    oracle: the record's own objective prompt (the paper's router with a perfect classifier);
+    ensemble: every objective's prompt concatenated (the DUET-style baseline teacher).
+    """
+    if mode == "oracle":
+        system = prompts[objective]
+    elif mode == "ensemble":
+        system = "\n\n".join(f"[{o}] {prompts[o]}" for o in OBJECTIVES if o in prompts)
+    else:
+        raise MuleError(f"unknown teacher mode {mode!r} (expected oracle or ensemble)")
+    return [{"role": "system", "content": system}, *_demo_messages(demos)]
