@@ -1,0 +1,49 @@
+"""CLI surface: help everywhere with examples, version, errors before any model loads."""
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from mule_cli import __version__
+from mule_cli.cli import cli
+
+COMMANDS = ["standardize", "attack", "distill", "evaluate"]
+
+
+def test_group_help_lists_subcommands():
+    res = CliRunner().invoke(cli, ["--help"])
+    assert res.exit_code == 0
+    for name in COMMANDS:
+        assert name in res.output
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_subcommand_help_has_example(name):
+    res = CliRunner().invoke(cli, [name, "--help"])
+    assert res.exit_code == 0, res.output
+    assert "Example" in res.output and "mule " in res.output
+
+
+def test_version():
+    res = CliRunner().invoke(cli, ["--version"])
+    assert res.exit_code == 0 and __version__ in res.output
+
+
+def test_bad_data_fails_before_model_load(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1}\n')
+    # A model name that would fail to load proves the data error comes first.
+    res = subprocess.run([sys.executable, "-m", "mule_cli.cli", "evaluate", "--data", str(bad)],
+                         capture_output=True, text=True)
+    assert res.returncode != 0
+    assert "bad.jsonl" in res.stderr and "line 1" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_unknown_model_is_a_clear_error(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "mule_cli.cli", "distill", "--model", "no-such-model",
+                          "--data", str(tmp_path / "x.jsonl")], capture_output=True, text=True)
+    assert res.returncode != 0
+    assert "no-such-model" in res.stderr and "Traceback" not in res.stderr
