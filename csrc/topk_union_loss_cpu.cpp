@@ -1,0 +1,165 @@
+// CPU kernel of the top-K-union Smooth-L1 loss: one pass per row over student and teacher.
+//
+// Per row: a bounded min-heap holds the best K entries seen so far (order: larger value first, then
+// lower index). Entries are scanned in increasing index order, so a newcomer enters only if it is
+// STRICTLY larger than the heap minimum (an equal value has a higher index and loses the tie). The
+// scan works in chunks of 16: one vectorisable compare against the current K-th value (plus a
+// finiteness test) rejects a whole chunk, which is what almost every chunk of a logits row is.
+#include "topk_union_loss.h"
+
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+namespace mule {
+namespace {
+
+constexpr int64_t kChunk = 16;
+
+template <typename scalar_t> struct Acc { using type = float; };
+template <> struct Acc<double> { using type = double; };
+
+template <typename scalar_t>
+inline typename Acc<scalar_t>::type load(const scalar_t* p) {
+  return static_cast<typename Acc<scalar_t>::type>(*p);
+}
+
+template <typename acc_t> struct Entry {
+  acc_t v;
+  int64_t i;
+};
+
+// std heap comparator: "a is better than b" puts the WORST entry at the front (a min-heap).
+template <typename acc_t> struct Better {
+  bool operator()(const Entry<acc_t>& a, const Entry<acc_t>& b) const {
+    return a.v > b.v || (a.v == b.v && a.i < b.i);
+  }
+};
+
+// Top-K indices of x[0..V) into `out` (unordered). Returns false when x holds NaN or ±inf.
+template <typename scalar_t>
+bool topk_row(const scalar_t* x, int64_t V, int64_t K, std::vector<Entry<typename Acc<scalar_t>::type>>& heap,
+              std::vector<int64_t>& out) {
+  using acc_t = typename Acc<scalar_t>::type;
+  Better<acc_t> better;
+  heap.clear();
+  for (int64_t i = 0; i < K; ++i) {
+    acc_t v = load(x + i);
+    if (!std::isfinite(v)) return false;
+    heap.push_back({v, i});
+  }
+  std::make_heap(heap.begin(), heap.end(), better);
+  acc_t thr = heap.front().v;
+  auto offer = [&](acc_t v, int64_t i) {
+    if (v > thr) {
+      std::pop_heap(heap.begin(), heap.end(), better);
+      heap.back() = {v, i};
+      std::push_heap(heap.begin(), heap.end(), better);
+      thr = heap.front().v;
+    }
+  };
+  int64_t i = K;
+  for (; i + kChunk <= V; i += kChunk) {
+    acc_t buf[kChunk];
+    int above = 0, bad = 0;
+    for (int64_t j = 0; j < kChunk; ++j) buf[j] = load(x + i + j);
+    for (int64_t j = 0; j < kChunk; ++j) {
+      above |= buf[j] > thr;
+      bad |= !(buf[j] - buf[j] == acc_t(0));  // NaN and ±inf give NaN here
+    }
+    if (bad) return false;
+    if (above)
+      for (int64_t j = 0; j < kChunk; ++j) offer(buf[j], i + j);
+  }
+  for (; i < V; ++i) {
+    acc_t v = load(x + i);
+    if (!std::isfinite(v)) return false;
+    offer(v, i);
+  }
+  out.clear();
+  for (const auto& e : heap) out.push_back(e.i);
+  return true;
+}
+
+template <typename scalar_t>
+void forward(const TopkUnionArgs& a) {
+  using acc_t = typename Acc<scalar_t>::type;
+  const auto* S = static_cast<const scalar_t*>(a.student);
+  const auto* Tt = static_cast<const scalar_t*>(a.teacher);
+  auto* row_loss = static_cast<acc_t*>(a.row_loss);
+  auto* val = static_cast<acc_t*>(a.val);
+  const int64_t N = a.B * a.T, V = a.V, K = a.k, W = a.width;
+  const acc_t beta = static_cast<acc_t>(a.beta);
+  const acc_t nan = std::numeric_limits<acc_t>::quiet_NaN();
+  // A row costs ~2V element reads; a grain of a few rows keeps scheduling overhead negligible.
+  const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(V, 1));
+
+  at::parallel_for(0, N, grain, [&](int64_t begin, int64_t end) {
+    std::vector<Entry<acc_t>> heap;
+    heap.reserve(K);
+    std::vector<int64_t> top_t, top_s, uni;
+    top_t.reserve(K);
+    top_s.reserve(K);
+    uni.reserve(2 * K);
+    for (int64_t r = begin; r < end; ++r) {
+      int64_t* idx_r = a.idx + r * W;
+      acc_t* val_r = val + r * W;
+      if (a.valid && !a.valid[r]) {
+        row_loss[r] = 0;
+        std::fill(idx_r, idx_r + W, int64_t(0));
+        std::fill(val_r, val_r + W, acc_t(0));
+        continue;
+      }
+      const int64_t b = r / a.T, t = r % a.T;
+      const scalar_t* s_row = S + b * a.s_stride_b + t * a.s_stride_t;
+      const scalar_t* t_row = Tt + b * a.t_stride_b + t * a.t_stride_t;
+      if (!topk_row(t_row, V, K, heap, top_t) || !topk_row(s_row, V, K, heap, top_s)) {
+        row_loss[r] = nan;
+        std::fill(idx_r, idx_r + W, int64_t(0));
+        std::fill(val_r, val_r + W, nan);
+        continue;
+      }
+      // U = T ∪ S in increasing index order (fixed summation order -> deterministic loss).
+      std::sort(top_t.begin(), top_t.end());
+      std::sort(top_s.begin(), top_s.end());
+      uni.clear();
+      std::set_union(top_t.begin(), top_t.end(), top_s.begin(), top_s.end(), std::back_inserter(uni));
+      const int64_t U = static_cast<int64_t>(uni.size());
+      const acc_t inv_u = acc_t(1) / static_cast<acc_t>(U);
+      acc_t sum = 0;
+      for (int64_t u = 0; u < U; ++u) {
+        const int64_t j = uni[u];
+        const acc_t d = load(s_row + j) - load(t_row + j);
+        const acc_t ad = std::abs(d);
+        sum += ad < beta ? acc_t(0.5) * d * d / beta : ad - acc_t(0.5) * beta;
+        idx_r[u] = j;
+        val_r[u] = std::min(acc_t(1), std::max(acc_t(-1), d / beta)) * inv_u;
+      }
+      for (int64_t u = U; u < W; ++u) {
+        idx_r[u] = idx_r[0];
+        val_r[u] = val_r[0];
+      }
+      row_loss[r] = sum * inv_u;
+    }
+  });
+}
+
+}  // namespace
+
+void topk_union_forward_cpu(int dtype, const TopkUnionArgs& args) {
+  switch (dtype) {
+    case kFloat32: return forward<float>(args);
+    case kFloat64: return forward<double>(args);
+    case kFloat16: return forward<c10::Half>(args);
+    case kBFloat16: return forward<c10::BFloat16>(args);
+    default: throw std::invalid_argument("topk_union_forward_cpu: unsupported dtype code");
+  }
+}
+
+}  // namespace mule
