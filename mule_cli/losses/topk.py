@@ -1,0 +1,29 @@
+"""Deterministic top-k: largest values first, ties broken by the lower vocabulary index.
+
+``torch.topk`` leaves the order of equal values unspecified (and it differs between CPU
+and CUDA). SPEC §4 fixes ties to the lower index, and BiLD's pairwise differences depend
+on the *order* of the selected indices, so both losses select through this helper.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def stable_topk_indices(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices ``[..., k]`` of the k largest entries of ``x`` along the last dim, ordered by
+    value descending then index ascending. No gradient flows (indices only)."""
+    x = x.detach()
+    k = min(k, x.shape[-1])
+    vals, idx = x.topk(k, dim=-1)
+    # Rows where ties straddle the k-th value: topk may have kept a higher index than a tied
+    # lower one. Those rows are rare; redo them with a stable full sort.
+    straddle = (x >= vals[..., -1:]).sum(-1) > k
+    if bool(straddle.any()):
+        _, full = torch.sort(x[straddle], dim=-1, descending=True, stable=True)
+        idx = idx.clone()
+        idx[straddle] = full[..., :k]
+    # Fix the order inside the selection: sort by index, then stably by value (descending).
+    idx, _ = idx.sort(dim=-1)
+    _, order = x.gather(-1, idx).sort(dim=-1, descending=True, stable=True)
+    return idx.gather(-1, order)
