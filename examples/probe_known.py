@@ -1,0 +1,102 @@
+"""Keep only the candidate QA that the default model actually knows (authoring tool for the examples).
+
+Why: unlearning a fact the model never knew measures nothing, and a retain/neighbour question it
+cannot answer cannot show damage either. So every example record must be one the base model answers.
+
+For a domain folder (e.g. examples/harry_potter) this reads `candidates/{forget,neighbor,retain}.jsonl`,
+asks the model each question (chat template, greedy, 48 new tokens, cut at the first blank line —
+the same decoding as `mule evaluate`), scores ROUGE-L recall of the reference answer in the generation,
+and writes the records with recall >= --threshold to `<domain>/<objective>.jsonl`.
+
+A candidate whose answer can be read off its own question (recall of the answer in the question
+>= 0.5) is never kept: the model could "know" it by echoing the question.
+
+Generations are cached in `candidates/probe_cache.jsonl` keyed by (model, question), so adding
+candidates and re-running only asks the new questions. Every generation and score lands in
+`candidates/probe_report.jsonl` for inspection.
+
+Example:
+    nice .venv/bin/python examples/probe_known.py examples/harry_potter
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+OBJECTIVES = ("forget", "neighbor", "retain")
+
+
+def load_cache(path: Path, model: str) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    cache = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            if row["model"] == model:
+                cache[row["question"]] = row["generation"]
+    return cache
+
+
+def probe(domain: Path, model_name: str, threshold: float, batch_size: int) -> dict:
+    from mule_cli.atomic import write_text
+    from mule_cli.records import read_records, write_records
+    from mule_cli.rouge import rouge_l
+
+    cand_dir = domain / "candidates"
+    cands = {obj: read_records(cand_dir / f"{obj}.jsonl", objectives=[obj])
+             for obj in OBJECTIVES if (cand_dir / f"{obj}.jsonl").is_file()}
+    if not cands:
+        sys.exit(f"{cand_dir}: no candidate files ({', '.join(o + '.jsonl' for o in OBJECTIVES)})")
+
+    cache_path = cand_dir / "probe_cache.jsonl"
+    cache = load_cache(cache_path, model_name)
+    todo = sorted({r["question"] for recs in cands.values() for r in recs} - cache.keys())
+    if todo:
+        from mule_cli.lm import chat_prompt, generate
+        from mule_cli.models import load_model
+
+        model, tok = load_model(model_name, device="cpu", dtype="float32")
+        gens = generate(model, tok, [chat_prompt(tok, q) for q in todo], max_new_tokens=48,
+                        batch_size=batch_size, progress="probe")
+        cache.update(zip(todo, gens))
+        rows = [{"model": model_name, "question": q, "generation": g} for q, g in sorted(cache.items())]
+        write_text(cache_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+    report, summary = [], {}
+    for obj, recs in cands.items():
+        kept = []
+        for rec in recs:
+            gen = cache[rec["question"]]
+            recall, f1 = rouge_l(rec["answer"], gen)
+            echo, _ = rouge_l(rec["answer"], rec["question"])
+            known = recall >= threshold and echo < 0.5
+            report.append({"id": rec["id"], "objective": obj, "question": rec["question"], "answer": rec["answer"],
+                           "generation": gen, "recall": round(recall, 3), "f1": round(f1, 3),
+                           "answer_in_question": echo >= 0.5, "known": known})
+            if known:
+                kept.append(rec)
+        write_records(kept, domain / f"{obj}.jsonl")
+        summary[obj] = {"candidates": len(recs), "known": len(kept)}
+    write_text(cand_dir / "probe_report.jsonl",
+               "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in report))
+    return summary
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("domain", type=Path, help="example folder holding candidates/")
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--threshold", type=float, default=0.5, help="ROUGE-L recall needed to count as known")
+    ap.add_argument("--batch-size", type=int, default=16)
+    args = ap.parse_args(argv)
+    summary = probe(args.domain, args.model, args.threshold, args.batch_size)
+    for obj, s in summary.items():
+        print(f"{args.domain.name}/{obj}: {s['known']} known of {s['candidates']} candidates")
+
+
+if __name__ == "__main__":
+    main()
