@@ -20,7 +20,7 @@
 namespace mule {
 namespace {
 
-constexpr int64_t kChunk = 16;
+constexpr int64_t kChunk = 16;  // elements per early-reject test (two 8-wide compares)
 
 template <typename scalar_t> struct Acc { using type = float; };
 template <> struct Acc<double> { using type = double; };
@@ -41,6 +41,80 @@ template <typename acc_t> struct Better {
     return a.v > b.v || (a.v == b.v && a.i < b.i);
   }
 };
+
+constexpr int kAbove = 1, kBad = 2;
+
+// Bit kAbove: some element > thr; bit kBad: some element is NaN/±inf (x - x is NaN exactly then).
+// The float version uses GCC/Clang vector extensions so the common "reject the chunk" path is a
+// handful of SIMD compares on any x86-64/ARM baseline, without relying on auto-vectorisation.
+template <typename acc_t>
+inline int chunk_flags(const acc_t* buf, acc_t thr) {
+  int above = 0, bad = 0;
+  for (int64_t j = 0; j < kChunk; ++j) {
+    above |= buf[j] > thr;
+    bad |= !(buf[j] - buf[j] == acc_t(0));
+  }
+  return (above ? kAbove : 0) | (bad ? kBad : 0);
+}
+
+#if defined(__GNUC__)
+typedef float f4 __attribute__((vector_size(16)));
+typedef int i4 __attribute__((vector_size(16)));
+template <>
+inline int chunk_flags<float>(const float* buf, float thr) {
+  f4 v[kChunk / 4];
+  __builtin_memcpy(v, buf, sizeof(v));
+  const f4 th = {thr, thr, thr, thr};
+  i4 above = v[0] > th, bad = (v[0] - v[0]) != 0;
+  for (int q = 1; q < kChunk / 4; ++q) {
+    above |= v[q] > th;
+    bad |= (v[q] - v[q]) != 0;  // NaN != 0 is true
+  }
+  const int a = (above[0] | above[1] | above[2] | above[3]) != 0;
+  const int b = (bad[0] | bad[1] | bad[2] | bad[3]) != 0;
+  return (a ? kAbove : 0) | (b ? kBad : 0);
+}
+#endif
+
+// First chunk start >= i (in steps of kChunk) whose chunk may matter: an element > thr, or a NaN/-inf
+// (caught by !(v >= -FLT_MAX)); +inf is > thr. Only float32 rows take the SIMD path: it is the hot
+// loop of the whole op, compiled for AVX-512/AVX2 with a baseline fallback picked at load time.
+template <typename scalar_t>
+inline int64_t skip_rejected(const scalar_t*, int64_t i, int64_t, typename Acc<scalar_t>::type) {
+  return i;
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define MULE_TARGET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MULE_TARGET_CLONES
+#endif
+
+#if defined(__GNUC__)
+typedef float f8 __attribute__((vector_size(32)));
+typedef int i8 __attribute__((vector_size(32)));
+
+MULE_TARGET_CLONES
+int64_t skip_rejected_f32(const float* x, int64_t i, int64_t V, float thr) {
+  const f8 th = {thr, thr, thr, thr, thr, thr, thr, thr};
+  const float lo_s = -std::numeric_limits<float>::max();
+  const f8 lo = {lo_s, lo_s, lo_s, lo_s, lo_s, lo_s, lo_s, lo_s};
+  for (; i + kChunk <= V; i += kChunk) {
+    f8 a, b;
+    __builtin_memcpy(&a, x + i, sizeof(a));
+    __builtin_memcpy(&b, x + i + 8, sizeof(b));
+    const i8 m = (a > th) | (b > th) | ~(a >= lo) | ~(b >= lo);
+    const int any = m[0] | m[1] | m[2] | m[3] | m[4] | m[5] | m[6] | m[7];
+    if (any) return i;
+  }
+  return i;
+}
+
+template <>
+inline int64_t skip_rejected<float>(const float* x, int64_t i, int64_t V, float thr) {
+  return skip_rejected_f32(x, i, V, thr);
+}
+#endif
 
 // Top-K indices of x[0..V) into `out` (unordered). Returns false when x holds NaN or ±inf.
 template <typename scalar_t>
@@ -66,15 +140,13 @@ bool topk_row(const scalar_t* x, int64_t V, int64_t K, std::vector<Entry<typenam
   };
   int64_t i = K;
   for (; i + kChunk <= V; i += kChunk) {
+    i = skip_rejected(x, i, V, thr);  // jump over whole chunks that cannot change the heap
+    if (i + kChunk > V) break;
     acc_t buf[kChunk];
-    int above = 0, bad = 0;
     for (int64_t j = 0; j < kChunk; ++j) buf[j] = load(x + i + j);
-    for (int64_t j = 0; j < kChunk; ++j) {
-      above |= buf[j] > thr;
-      bad |= !(buf[j] - buf[j] == acc_t(0));  // NaN and ±inf give NaN here
-    }
-    if (bad) return false;
-    if (above)
+    const int flags = chunk_flags(buf, thr);
+    if (flags & kBad) return false;
+    if (flags & kAbove)
       for (int64_t j = 0; j < kChunk; ++j) offer(buf[j], i + j);
   }
   for (; i < V; ++i) {

@@ -49,10 +49,13 @@ def nonfinite_error(row: int) -> ValueError:
 
 def topk_mask(x: torch.Tensor, k: int) -> torch.Tensor:
     """Bool mask [N, V] of the K largest entries per row, ties broken by the lower index."""
-    values, indices = x.topk(k, dim=-1)
-    mask = torch.zeros_like(x, dtype=torch.bool).scatter_(-1, indices, True)
-    kth = values[:, -1:]
-    ambiguous = (x >= kth).sum(-1) > k  # more candidates than slots: topk's pick among ties is arbitrary
+    extra = 1 if k < x.shape[-1] else 0
+    values, indices = x.topk(k + extra, dim=-1)  # one more: is the K-th value tied with the next one?
+    mask = torch.zeros_like(x, dtype=torch.bool).scatter_(-1, indices[:, :k], True)
+    if not extra:
+        return mask
+    kth = values[:, k - 1 : k]
+    ambiguous = values[:, k] == values[:, k - 1]  # then topk's pick among the tied entries is arbitrary
     if ambiguous.any():
         rows = ambiguous.nonzero().squeeze(-1)
         xr, kr = x[rows], kth[rows]
@@ -61,6 +64,19 @@ def topk_mask(x: torch.Tensor, k: int) -> torch.Tensor:
         tied = xr == kr
         mask[rows] = above | (tied & (tied.cumsum(-1, dtype=torch.int32) <= need))
     return mask
+
+
+def first_nonfinite_row(s: torch.Tensor, t: torch.Tensor) -> int | None:
+    """Index of the first row holding NaN/±inf in s or t, else None.
+
+    A row sum is non-finite whenever the row is (and, rarely, when huge finite values overflow), so
+    only the rows it flags are checked element-wise: a fast, exact test.
+    """
+    suspect = ~(torch.isfinite(s.sum(-1)) & torch.isfinite(t.sum(-1)))
+    for row in suspect.nonzero().squeeze(-1).tolist():
+        if not (bool(torch.isfinite(s[row]).all()) and bool(torch.isfinite(t[row]).all())):
+            return row
+    return None
 
 
 def reference_loss(
@@ -88,9 +104,8 @@ def reference_loss(
         rows = None
     if s.shape[0] == 0:
         return s.reshape(-1)[:0].to(acc).sum()  # 0.0, still connected to the graph (zero gradient)
-    finite = torch.isfinite(s.detach()).all(-1) & torch.isfinite(t).all(-1)
-    if not bool(finite.all()):
-        bad = int((~finite).nonzero()[0, 0])
+    bad = first_nonfinite_row(s.detach(), t)
+    if bad is not None:
         raise nonfinite_error(int(rows[bad]) if rows is not None else bad)
     with torch.no_grad():
         union = topk_mask(t, k) | topk_mask(s.detach(), k)
