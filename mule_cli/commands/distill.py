@@ -1,20 +1,87 @@
-"""`mule distill`: bidirectional top-K logit distillation (placeholder until its issue lands)."""
+"""`mule distill`: bidirectional top-K logit distillation from an intention-prompted teacher (SPEC §3–4).
+
+Thin layer: parse options into a DistillConfig and call mule_cli.distill.distill.
+"""
 
 import click
 
-from ..errors import MuleError
+from ..losses import defaults as LD
 from ..models import locate_model
-from ..records import read_records
+from ..records import read_many
 from .common import device_options, model_option
 
+METHOD_HELP = ("ours = bidirectional top-K Smooth-L1 (the paper); duet = teacher top-K only; bild = BiLD; "
+               "sft, ga, graddiff, npo, simnpo = baselines.")
+EPILOG = """\b
+Examples:
+  mule distill --data hp.jsonl --target "Harry Potter" -o runs/hp --max-steps 60
+  mule distill --data hp.jsonl --target "Harry Potter" --show-prompts
+  mule distill --data hp.jsonl --method npo -o runs/npo --epochs 2
+  torchrun --nproc-per-node 4 -m mule_cli.cli distill -m llama-3.2-3b --data hp.jsonl --target "Harry Potter" -o runs/hp3b
+"""
 
-@click.command(epilog="Example: mule distill --model llama-3.2-3b --data hp.jsonl --target 'Harry Potter' -o runs/hp")
+
+@click.command(epilog=EPILOG)
 @model_option()
-@click.option("--data", required=True, help="Training records, JSONL (- = stdin).")
-@click.option("-o", "--output", default="runs/distill", show_default=True, help="Output folder.")
+@click.option("--data", "-d", required=True, multiple=True, help="Training records, JSONL (- = stdin); repeatable.")
+@click.option("-o", "--output", default="runs/distill", show_default=True,
+              help="Output folder: model/ (HF format), train_log.jsonl, run.json, checkpoint/.")
+@click.option("--method", type=click.Choice(["ours", "duet", "bild", "sft", "ga", "graddiff", "npo", "simnpo"]),
+              default="ours", show_default=True, help=METHOD_HELP)
+@click.option("--target", help="What to unlearn, e.g. \"Harry Potter\"; fills the built-in intention prompts.")
+@click.option("--intentions", type=click.Path(dir_okay=False), help="Intention prompts file (JSON or [objective] sections).")
+@click.option("--teacher", type=click.Choice(["oracle", "ensemble"]), default="oracle", show_default=True,
+              help="oracle: each record's own objective prompt; ensemble: all prompts concatenated.")
+@click.option("--demos", type=int, default=3, show_default=True, help="Few-shot demonstrations in the teacher context.")
+@click.option("--amplify", type=float, default=0.0, show_default=True,
+              help="λ: teacher logits on forget/adversarial = t_p + λ(t_p − t_plain) (0 = the paper).")
+@click.option("--response", type=click.Choice(["data", "teacher"]), default="data", show_default=True,
+              help="Tokens both sides are forced on: the record's answer, or the teacher's own greedy answer (cached).")
+@click.option("--weights", default="forget=1,retain=1,neighbor=1,adversarial=1", show_default=True,
+              help="Per-objective loss weights.")
+@click.option("--top-k", type=int, default=LD.DISTILL_TOP_K, show_default=True, help="K of ours/duet.")
+@click.option("--beta", type=float, default=LD.DISTILL_HUBER_BETA, show_default=True, help="Smooth-L1 β of ours/duet.")
+@click.option("--bild-top-k", type=int, default=LD.BILD_TOP_K, show_default=True)
+@click.option("--bild-temperature", type=float, default=LD.BILD_TEMPERATURE, show_default=True)
+@click.option("--npo-beta", type=float, default=LD.NPO_BETA, show_default=True)
+@click.option("--simnpo-beta", type=float, default=LD.SIMNPO_BETA, show_default=True)
+@click.option("--simnpo-gamma", type=float, default=LD.SIMNPO_GAMMA, show_default=True)
+@click.option("--forget-weight", type=float, help="Scale of the forget term of ga/graddiff/npo/simnpo "
+              "(default: the method's: 1, simnpo 0.1375).")
+@click.option("--retain-weight", type=float, help="Scale of the retain NLL of graddiff/npo/simnpo (default 1).")
+@click.option("--loss-impl", type=click.Choice(["auto", "fused", "reference"]), default="auto", show_default=True,
+              help="Top-K loss implementation of `ours`.")
+@click.option("--lr", type=float, default=5e-5, show_default=True)
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--warmup-steps", type=int, default=0, show_default=True)
+@click.option("--schedule", type=click.Choice(["constant", "linear", "cosine"]), default="constant", show_default=True)
+@click.option("--max-grad-norm", type=float, default=1.0, show_default=True, help="Gradient clipping (0 = off).")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Records per micro-batch (global).")
+@click.option("--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per optimizer step.")
+@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option("--max-steps", type=int, help="Stop after this many optimizer steps (overrides --epochs).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-length", type=int, default=1024, show_default=True, help="Token limit per sequence.")
 @device_options
-def distill(model, data, output, device, dtype):
+@click.option("--fsdp", is_flag=True, help="Shard the student with FSDP (under torchrun; for models too big for one GPU).")
+@click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations in backward (less memory).")
+@click.option("--save-every", type=int, default=0, show_default=True, help="Checkpoint every N steps (0 = only on Ctrl-C).")
+@click.option("--resume", is_flag=True, help="Continue from OUTPUT/checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@click.option("--max-bad-steps", type=int, default=5, show_default=True, help="Abort after this many non-finite steps in a row.")
+@click.option("--grad-cosine", type=int, default=0, show_default=True,
+              help="Every N steps log cosines between per-objective gradients of the last 3 blocks (0 = off).")
+@click.option("--show-prompts", is_flag=True, help="Print the teacher and student contexts for one record per objective and exit.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def distill(show_prompts, quiet, data, **options):
     """Unlearn: distil a student from an intention-prompted frozen teacher."""
-    locate_model(model)
-    read_records(data)
-    raise MuleError("distill is not implemented yet")
+    locate_model(options["model"])  # fail fast, before reading possibly large data
+    from ..distill import DistillConfig, distill as run_distill, render_prompts
+
+    cfg = DistillConfig(data=list(data), progress=not quiet, **options)
+    records = read_many(cfg.data)
+    if show_prompts:
+        click.echo(render_prompts(cfg, records))
+        return
+    summary = run_distill(cfg, records)
+    click.echo(f"wrote {summary['model']} ({summary['steps']} steps); log: {cfg.output}/train_log.jsonl", err=True)

@@ -1,0 +1,135 @@
+"""Every knob of a distill run in one dataclass, so the CLI, library callers, run.json and resume
+all agree on what a run is."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..errors import MuleError
+from ..records import OBJECTIVES
+
+METHODS = ("ours", "duet", "bild", "sft", "ga", "graddiff", "npo", "simnpo")
+
+
+def parse_weights(text: str | dict | None) -> dict[str, float]:
+    """`forget=1,retain=0.5` -> {objective: weight}; objectives not named keep weight 1."""
+    weights = {o: 1.0 for o in OBJECTIVES}
+    if not text:
+        return weights
+    if isinstance(text, dict):
+        items = list(text.items())
+    else:
+        items = []
+        for part in str(text).split(","):
+            if not part.strip():
+                continue
+            if "=" not in part:
+                raise MuleError(f"--weights: {part.strip()!r} is not objective=number")
+            key, value = part.split("=", 1)
+            items.append((key.strip(), value.strip()))
+    for key, value in items:
+        if key not in OBJECTIVES:
+            raise MuleError(f"--weights: unknown objective {key!r} (expected {', '.join(OBJECTIVES)})")
+        try:
+            weights[key] = float(value)
+        except (TypeError, ValueError):
+            raise MuleError(f"--weights: {key}={value!r} is not a number") from None
+        if weights[key] < 0:
+            raise MuleError(f"--weights: {key} must be >= 0")
+    return weights
+
+
+@dataclass
+class DistillConfig:
+    """Options of one run. Defaults follow the paper (K=20, β=1) and SPEC §7's CPU recipe."""
+
+    model: str = "smollm2-135m"
+    data: list = field(default_factory=list)  # JSONL paths (- = stdin)
+    output: str = "runs/distill"
+    method: str = "ours"
+    target: str | None = None
+    intentions: str | None = None
+    teacher: str = "oracle"  # oracle | ensemble
+    demos: int = 3
+    amplify: float = 0.0
+    response: str = "data"  # data | teacher
+    weights: dict = field(default_factory=lambda: {o: 1.0 for o in OBJECTIVES})
+    # loss hyper-parameters
+    top_k: int = 20
+    beta: float = 1.0
+    bild_top_k: int = 8
+    bild_temperature: float = 3.0
+    npo_beta: float = 0.1
+    simnpo_beta: float = 2.5
+    simnpo_gamma: float = 0.0
+    forget_weight: float | None = None  # per-method scale of the forget-side term (None = method default)
+    retain_weight: float | None = None  # per-method scale of the retain NLL term (None = method default)
+    loss_impl: str = "auto"
+    # optimisation
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "constant"  # constant | linear | cosine
+    max_grad_norm: float = 1.0
+    batch_size: int = 8
+    grad_accum: int = 1
+    epochs: int = 3
+    max_steps: int | None = None
+    seed: int = 0
+    max_length: int = 1024
+    # system
+    device: str = "auto"
+    dtype: str = "auto"
+    fsdp: bool = False
+    gradient_checkpointing: bool = False
+    save_every: int = 0
+    resume: bool = False
+    overwrite: bool = False
+    max_bad_steps: int = 5
+    grad_cosine: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        self.weights = parse_weights(self.weights)
+        if isinstance(self.data, (str, bytes)):
+            self.data = [self.data]
+        self.validate()
+
+    def validate(self) -> None:
+        checks = [
+            (self.method in METHODS, f"--method must be one of {', '.join(METHODS)}"),
+            (self.teacher in ("oracle", "ensemble"), "--teacher must be oracle or ensemble"),
+            (self.response in ("data", "teacher"), "--response must be data or teacher"),
+            (self.loss_impl in ("auto", "fused", "reference"), "--loss-impl must be auto, fused or reference"),
+            (self.schedule in ("constant", "linear", "cosine"), "--schedule must be constant, linear or cosine"),
+            (self.batch_size >= 1, "--batch-size must be >= 1"),
+            (self.grad_accum >= 1, "--grad-accum must be >= 1"),
+            (self.epochs >= 1, "--epochs must be >= 1"),
+            (self.max_steps is None or self.max_steps >= 1, "--max-steps must be >= 1"),
+            (self.lr > 0, "--lr must be > 0"),
+            (self.top_k >= 1 and self.bild_top_k >= 1, "top-k values must be >= 1"),
+            (self.beta > 0, "--beta must be > 0"),
+            (self.demos >= 0, "--demos must be >= 0"),
+            (self.amplify >= 0, "--amplify must be >= 0"),
+            (self.save_every >= 0 and self.grad_cosine >= 0, "--save-every/--grad-cosine must be >= 0"),
+            (self.max_bad_steps >= 1, "--max-bad-steps must be >= 1"),
+            (any(w > 0 for w in self.weights.values()), "--weights: at least one objective needs a weight > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise MuleError(message)
+
+    @property
+    def needs_intentions(self) -> bool:
+        return self.method in ("ours", "duet", "bild")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    # Options that change the numbers a run produces: a resume must keep them.
+    RESUME_KEYS = ("model", "method", "target", "intentions", "teacher", "demos", "amplify", "response",
+                   "weights", "top_k", "beta", "bild_top_k", "bild_temperature", "npo_beta", "simnpo_beta",
+                   "simnpo_gamma", "forget_weight", "retain_weight", "lr", "weight_decay", "warmup_steps",
+                   "schedule", "max_grad_norm", "batch_size", "grad_accum", "epochs", "max_steps", "seed",
+                   "max_length")

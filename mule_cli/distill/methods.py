@@ -1,0 +1,101 @@
+"""Per-method loss terms, split by objective.
+
+Each method turns one micro-batch into {objective: SUM of its loss units}, where a unit is a
+response token (token-level losses) or a record (NPO/SimNPO forget terms). The trainer divides each
+sum by the objective's unit count over the WHOLE optimizer step (all micro-batches, all ranks) and
+weights it: loss = Σ_o w_o · mean_o. Known counts up front make gradient accumulation and DDP give
+the same gradient as one big batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..losses import bild_loss, nll_loss, npo_loss, simnpo_loss, teacher_topk_smooth_l1, token_logprobs
+from ..losses import defaults as D
+from ..losses.sequence import sequence_lengths, sequence_logprob
+
+FORGET_LIKE = ("forget", "adversarial")
+DISTILL_METHODS = ("ours", "duet", "bild")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    objectives: tuple  # objectives the method trains on
+    prompted_teacher: bool  # needs the intention-prompted teacher's logits
+    reference: bool  # needs the frozen model's plain-context log-probs (NPO)
+    sequence_level_forget: bool  # forget-like units are records, not tokens
+    forget_weight: float = 1.0
+    retain_weight: float = 1.0
+
+
+ALL = ("forget", "retain", "neighbor", "adversarial")
+SPECS = {
+    "ours": MethodSpec("ours", ALL, True, False, False),
+    "duet": MethodSpec("duet", ALL, True, False, False),
+    "bild": MethodSpec("bild", ALL, True, False, False),
+    "sft": MethodSpec("sft", ALL, False, False, False),
+    "ga": MethodSpec("ga", FORGET_LIKE, False, False, False, D.GA_FORGET_WEIGHT, 0.0),
+    "graddiff": MethodSpec("graddiff", ALL, False, False, False, D.GRADDIFF_FORGET_WEIGHT, D.GRADDIFF_RETAIN_WEIGHT),
+    "npo": MethodSpec("npo", ALL, False, True, True, 1.0, D.NPO_RETAIN_WEIGHT),
+    "simnpo": MethodSpec("simnpo", ALL, False, False, True, D.SIMNPO_FORGET_WEIGHT, D.SIMNPO_RETAIN_WEIGHT),
+}
+
+
+def spec_for(cfg) -> MethodSpec:
+    spec = SPECS[cfg.method]
+    objectives = tuple(o for o in spec.objectives if cfg.weights.get(o, 1.0) > 0)
+    fw = spec.forget_weight if cfg.forget_weight is None else cfg.forget_weight
+    rw = spec.retain_weight if cfg.retain_weight is None else cfg.retain_weight
+    return MethodSpec(spec.name, objectives, spec.prompted_teacher, spec.reference, spec.sequence_level_forget, fw, rw)
+
+
+def units(spec: MethodSpec, objective: str, n_tokens: int) -> int:
+    """How many loss units a record contributes (the denominators of the per-objective means)."""
+    return 1 if spec.sequence_level_forget and objective in FORGET_LIKE else n_tokens
+
+
+def loss_sums(spec: MethodSpec, cfg, batch, student_logits: torch.Tensor, teacher=None) -> dict[str, torch.Tensor]:
+    """{objective: summed loss over its units in this micro-batch} (fp32 scalars on the graph)."""
+    from ..kernels import topk_union_smooth_l1_loss
+
+    valid = batch.student.valid.to(student_logits.device)
+    labels = batch.student.labels.to(student_logits.device)
+    t_logits = teacher.logits(batch) if spec.prompted_teacher else None
+    ref_lp = teacher.plain_token_logprobs(batch) if spec.reference else None
+    out = {}
+    for obj in dict.fromkeys(batch.objectives):
+        if obj not in spec.objectives:
+            continue
+        rows = torch.tensor([i for i, o in enumerate(batch.objectives) if o == obj], device=student_logits.device)
+        s, v = student_logits[rows], valid[rows]
+        n_tok = v.sum().to(torch.float32)
+        if spec.prompted_teacher:
+            t = t_logits[rows].to(s.dtype)
+            if spec.name == "ours":
+                per = topk_union_smooth_l1_loss(s, t, k=cfg.top_k, beta=cfg.beta, valid=v, impl=cfg.loss_impl)
+            elif spec.name == "duet":
+                per = teacher_topk_smooth_l1(s, t, v, k=cfg.top_k, beta=cfg.beta)
+            else:
+                per = bild_loss(s, t, v, top_k=cfg.bild_top_k, temperature=cfg.bild_temperature)
+            out[obj] = per * n_tok
+            continue
+        lp = token_logprobs(s, labels[rows])
+        forget_like = obj in FORGET_LIKE
+        if spec.name == "sft" or (not forget_like):
+            weight = 1.0 if spec.name == "sft" else spec.retain_weight
+            out[obj] = weight * nll_loss(lp, v) * n_tok
+        elif spec.name in ("ga", "graddiff"):
+            out[obj] = -spec.forget_weight * nll_loss(lp, v) * n_tok
+        elif spec.name == "npo":
+            seq_ref = sequence_logprob(ref_lp[rows].to(lp.device), v)
+            out[obj] = spec.forget_weight * npo_loss(sequence_logprob(lp, v), seq_ref, cfg.npo_beta) * len(rows)
+        elif spec.name == "simnpo":
+            out[obj] = spec.forget_weight * simnpo_loss(sequence_logprob(lp, v), sequence_lengths(v), cfg.simnpo_beta,
+                                                        cfg.simnpo_gamma) * len(rows)
+        else:  # pragma: no cover - SPECS and this dispatch are kept in step
+            raise AssertionError(spec.name)
+    return out

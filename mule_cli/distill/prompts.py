@@ -1,0 +1,40 @@
+"""`--show-prompts`: the exact texts each side sees, so a user can check the teacher's steering
+before spending hours of training on it."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..intentions import build_intentions
+from ..models import load_tokenizer, resolve_model
+from ..records import OBJECTIVES
+from .batches import response_text, student_prompt, teacher_prompt
+from .config import DistillConfig
+from .methods import spec_for
+
+
+def render_prompts(cfg: DistillConfig, records: Sequence[dict], tokenizer=None) -> str:
+    """Teacher context, student context and the shared response for one record of each objective."""
+    tokenizer = tokenizer or load_tokenizer(resolve_model(cfg.model))
+    spec = spec_for(cfg)
+    prompts = build_intentions(cfg.target, cfg.intentions) if spec.prompted_teacher else None
+    parts = []
+    for obj in OBJECTIVES:
+        rec = next((r for r in records if r["objective"] == obj), None)
+        if rec is None:
+            parts.append(f"=== {obj}: no record in the data ===\n")
+            continue
+        parts.append(f"=== {obj} (record {rec['id']}) ===")
+        if prompts is not None:
+            parts.append("--- teacher context ---")
+            parts.append(teacher_prompt(tokenizer, rec, records, prompts, cfg.teacher, cfg.demos))
+        else:
+            parts.append(f"--- teacher context: none (method {cfg.method} uses no prompted teacher) ---")
+        parts.append("--- student context ---")
+        parts.append(student_prompt(tokenizer, rec))
+        parts.append("--- response (both sides are forced on it) ---")
+        if cfg.response == "teacher" and prompts is not None:
+            parts.append("(the teacher's own greedy answer, generated at the start of training)\n")
+        else:
+            parts.append(response_text(rec, spec.name) + "\n")
+    return "\n".join(parts)

@@ -1,0 +1,44 @@
+"""`--response teacher`: the teacher's own greedy answer to each record, generated once and cached.
+
+Why cache: generation is the slowest part of a CPU run and the answers depend only on the model,
+the teacher contexts and the decoding settings, so they are stored under the mule cache keyed by a
+hash of exactly those and reused by later runs (and by ranks other than 0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Sequence
+
+from ..atomic import write_json
+from ..lm import generate
+from ..models import cache_dir
+
+MAX_NEW_TOKENS = 48
+
+
+def cache_path(model_path: str, prompts: Sequence[str]) -> Path:
+    h = hashlib.sha256()
+    h.update(str(model_path).encode())
+    h.update(str(MAX_NEW_TOKENS).encode())
+    for p in prompts:
+        h.update(b"\0" + p.encode())
+    return cache_dir() / "distill" / f"teacher-responses-{h.hexdigest()[:24]}.json"
+
+
+def teacher_responses(lm, tokenizer, records: Sequence[dict], teacher_prompts: Sequence[str], model_path: str, *,
+                      generate_missing: bool = True, progress: bool = True) -> dict[str, str] | None:
+    """{record id: teacher's greedy continuation after its (prompt + prefill)}; None when not cached
+    and generate_missing is False (non-zero ranks wait for rank 0)."""
+    path = cache_path(model_path, teacher_prompts)
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    if not generate_missing:
+        return None
+    texts = generate(lm, tokenizer, list(teacher_prompts), max_new_tokens=MAX_NEW_TOKENS,
+                     progress="teacher answers" if progress else False)
+    out = {rec["id"]: text for rec, text in zip(records, texts)}
+    write_json(path, out)
+    return out

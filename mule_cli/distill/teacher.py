@@ -1,0 +1,57 @@
+"""The frozen teacher: the base model, read under torch.inference_mode.
+
+It gives (a) its logits at the response positions with the intention prompt in context, optionally
+amplified on forget-like records (--amplify λ: t_p + λ·(t_p − t_plain), where t_plain is the same
+model on the student's context), and (b) plain-context log-likelihoods, the reference of NPO.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .batches import Batch
+from .forward import ResponseLogits
+
+AMPLIFIED = ("forget", "adversarial")
+
+
+class Teacher:
+    def __init__(self, lm, amplify: float = 0.0, autocast_dtype=None):
+        self.lm = lm.eval()
+        for p in self.lm.parameters():
+            p.requires_grad_(False)
+        self.head = ResponseLogits(self.lm)
+        self.amplify = amplify
+        self.autocast_dtype = autocast_dtype
+        self.device = next(lm.parameters()).device
+
+    def _run(self, side) -> torch.Tensor:
+        side = side.to(self.device)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            return self.head(side.input_ids, side.attention_mask, side.positions).float()
+
+    def logits(self, batch: Batch) -> torch.Tensor:
+        """Teacher logits [B, R, V] (fp32) aligned row by row with the student's response logits."""
+        with torch.inference_mode():
+            t = self._run(batch.teacher)
+            rows = [i for i, o in enumerate(batch.objectives) if o in AMPLIFIED]
+            if self.amplify and rows:
+                plain = self._run(_rows(batch.student, rows))
+                t[rows] = t[rows] + self.amplify * (t[rows] - plain)
+        return t.clone()  # a normal tensor: inference tensors cannot be saved for backward
+
+    def plain_token_logprobs(self, batch: Batch) -> torch.Tensor:
+        """log p_ref(y_j) [B, R] of the response tokens in the student's (plain) context; 0 where invalid."""
+        from ..losses.sequence import token_logprobs
+
+        with torch.inference_mode():
+            logits = self._run(batch.student)
+            lp = token_logprobs(logits, batch.student.labels.to(self.device))
+        return lp.clone()
+
+
+def _rows(side, rows):
+    from .batches import Side
+
+    idx = torch.tensor(rows, dtype=torch.long)
+    return Side(*(t[idx] for t in (side.input_ids, side.attention_mask, side.positions, side.labels, side.valid)))

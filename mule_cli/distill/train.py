@@ -1,0 +1,331 @@
+"""The training loop behind `mule distill`: a plain function, `distill(config)`.
+
+One optimizer step = `grad_accum` micro-batches of `batch_size` records each (global, split across
+torchrun ranks). Per-objective loss sums are divided by the objective's unit count over the whole
+step, so accumulation and data parallelism reproduce the one-big-batch gradient.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import click
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import MuleError
+from ..intentions import build_intentions
+from ..models import pick_device, pick_dtype, resolve_model, load_tokenizer
+from ..records import OBJECTIVES, read_many
+from . import checkpoint, output
+from . import distributed as D
+from .batches import anchor_units, build_examples, collate, split_for_rank, teacher_prompt, training_plan
+from .config import DistillConfig
+from .forward import ResponseLogits, decoder_layers
+from .methods import DISTILL_METHODS, loss_sums, spec_for, units
+from .teacher import Teacher
+
+
+class Interrupted(MuleError):
+    """Ctrl-C: the checkpoint was saved; exit like an interrupted shell command."""
+
+    exit_code = 130
+
+
+class NonFiniteAbort(MuleError):
+    pass
+
+
+def warn(message: str, dist: D.Dist | None = None) -> None:
+    if dist is None or dist.main:
+        click.echo(f"warning: {message}", err=True)
+
+
+def _load_lm(path: Path, dtype, device: str):
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, use_safetensors=True)
+    lm.config.__dict__.pop("quantization_config", None)
+    return lm.to(device)
+
+
+def lr_lambda(cfg: DistillConfig, total: int) -> Callable[[int], float]:
+    warm = min(cfg.warmup_steps, max(total - 1, 0))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / (warm + 1)
+        if cfg.schedule == "constant" or total <= warm:
+            return 1.0
+        progress = (step - warm) / max(1, total - warm)
+        if cfg.schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def check_objectives(records, used, dist) -> None:
+    present = {r["objective"] for r in records}
+    missing = [o for o in OBJECTIVES if o not in present]
+    if missing:
+        warn(f"the data has no {', '.join(missing)} records; those objectives are not trained "
+             f"(SPEC §1: every objective needs data to be kept or removed)", dist)
+    if not any(r["objective"] in used for r in records):
+        raise MuleError(f"no records for the objectives this method trains ({', '.join(used)})")
+
+
+def _flat_grads(params, grads) -> torch.Tensor:
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float() for p, g in zip(params, grads)])
+
+
+def _cosines(vectors: dict[str, torch.Tensor]) -> dict[str, float]:
+    keys = sorted(vectors)
+    out = {}
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            va, vb = vectors[a], vectors[b]
+            denom = va.norm() * vb.norm()
+            out[f"{a}|{b}"] = float(va @ vb / denom) if denom > 0 else float("nan")
+    return out
+
+
+def distill(cfg: DistillConfig, records: list[dict] | None = None, *,
+            on_step: Callable[[int, dict], None] | None = None) -> dict:
+    """Train the student and write cfg.output; returns a summary dict (paths, steps, last losses).
+
+    `on_step(step, row)` is called after each optimizer step (library hook: custom logging, tests).
+    """
+    device = pick_device(cfg.device)
+    dist = D.init(device)
+    device = D.device_for(dist, device)
+    out = Path(cfg.output)
+    try:
+        return _distill(cfg, records, dist, device, out, on_step)
+    finally:
+        D.cleanup(dist)
+
+
+def _rank0_first(dist: D.Dist, fn):
+    """Run fn on rank 0; re-raise its MuleError on every rank instead of hanging the others."""
+    err = None
+    if dist.main:
+        try:
+            fn()
+        except MuleError as exc:
+            err = exc.message
+    err = D.broadcast_object(dist, err)
+    if err:
+        raise MuleError(err)
+
+
+def _distill(cfg, records, dist, device, out, on_step) -> dict:
+    spec = spec_for(cfg)
+    _rank0_first(dist, lambda: output.prepare(out, overwrite=cfg.overwrite, resume=cfg.resume))
+    if records is None:
+        records = read_many(cfg.data)
+    check_objectives(records, spec.objectives, dist)
+    train_records = [r for r in records if r["objective"] in spec.objectives]
+
+    model_path = resolve_model(cfg.model)
+    tokenizer = load_tokenizer(model_path)
+    prompts = build_intentions(cfg.target, cfg.intentions) if spec.prompted_teacher else None
+    dtype = pick_dtype(cfg.dtype, device)
+    autocast_dtype = dtype if dtype != torch.float32 else None
+
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    need_teacher = spec.prompted_teacher or spec.reference
+    teacher = Teacher(_load_lm(model_path, dtype, device), cfg.amplify, autocast_dtype) if need_teacher else None
+
+    responses = None
+    if cfg.response == "teacher" and spec.name in DISTILL_METHODS:
+        from .responses import teacher_responses
+
+        t_prompts = [teacher_prompt(tokenizer, r, train_records, prompts, cfg.teacher, cfg.demos) for r in train_records]
+        if dist.main:
+            responses = teacher_responses(teacher.lm, tokenizer, train_records, t_prompts, str(model_path),
+                                          progress=cfg.progress)
+        D.barrier(dist)
+        if not dist.main:
+            responses = teacher_responses(None, tokenizer, train_records, t_prompts, str(model_path),
+                                          generate_missing=False)
+
+    examples = build_examples(train_records, tokenizer, method=spec.name, prompts=prompts, teacher_mode=cfg.teacher,
+                              n_demos=cfg.demos, max_length=cfg.max_length, teacher_responses=responses)
+    objectives = [e.objective for e in examples]
+    plan = training_plan(anchor_units(train_records), objectives, batch_size=cfg.batch_size,
+                         grad_accum=cfg.grad_accum, seed=cfg.seed, epochs=cfg.epochs, max_steps=cfg.max_steps)
+    total = len(plan)
+
+    torch.manual_seed(cfg.seed)
+    lm = _load_lm(model_path, torch.float32, device)  # fp32 master weights; bf16 via autocast on GPU
+    if cfg.gradient_checkpointing:
+        lm.gradient_checkpointing_enable()
+        lm.config.use_cache = False
+    lm.train()
+    module = D.wrap(ResponseLogits(lm), dist, fsdp=cfg.fsdp, device=device)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
+
+    start, bad_run = 0, 0
+    if cfg.resume:
+        trainer = checkpoint.load(out, module, optimizer, scheduler)
+        changed = [k for k in DistillConfig.RESUME_KEYS if trainer["config"].get(k) != getattr(cfg, k)]
+        if changed:
+            raise MuleError(f"--resume: options differ from the checkpointed run ({', '.join(changed)}); "
+                            f"resume with the same options")
+        start, bad_run = trainer["step"], trainer.get("bad_run", 0)
+
+    info = {"status": "running", "options": cfg.to_dict(), "data_sha256": output.data_fingerprint(cfg.data, records),
+            "versions": output.versions(), "model_path": str(model_path), "world_size": dist.world,
+            "device": device, "dtype": str(dtype).replace("torch.", ""), "total_steps": total,
+            "records": {o: sum(1 for r in records if r["objective"] == o) for o in OBJECTIVES},
+            "intentions": prompts, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    log = None
+    if dist.main:
+        output.write_run(out, info)
+        log = output.TrainLog(out, keep_until_step=start if cfg.resume else 0)
+
+    def trainer_state(step):
+        return {"step": step, "bad_run": bad_run, "config": cfg.to_dict()}
+
+    cos_params = [p for layer in decoder_layers(lm)[-3:] for p in layer.parameters() if p.requires_grad]
+    bar = tqdm(total=total, initial=start, desc="distill", unit="step", disable=not (cfg.progress and dist.main))
+    last_row: dict = {}
+    step = start
+    in_update = False
+    try:
+        while step < total:
+            t0 = time.perf_counter()
+            row = _train_step(cfg, spec, plan[step], examples, module, teacher, tokenizer.pad_token_id, dist,
+                              device, autocast_dtype, cos_params if cfg.grad_cosine and step % cfg.grad_cosine == 0
+                              else None)
+            if row["finite"]:
+                in_update = True
+                optimizer.step()
+                scheduler.step()
+                in_update = False
+                bad_run = 0
+            else:
+                bad_run += 1
+                warn(f"step {step + 1}: non-finite loss or gradient; step skipped ({bad_run} in a row)", dist)
+            optimizer.zero_grad(set_to_none=True)
+            if bad_run >= cfg.max_bad_steps:
+                kept = checkpoint.find(out)
+                raise NonFiniteAbort(f"{bad_run} non-finite steps in a row (last: step {step + 1}); stopped. "
+                                     + (f"Last good checkpoint kept at {kept}." if kept else
+                                        "No checkpoint was saved (use --save-every)."))
+            step += 1
+            elapsed = time.perf_counter() - t0
+            row = {"step": step, "loss": row["loss"], **{f"loss_{o}": v for o, v in row["per_objective"].items()},
+                   "lr": scheduler.get_last_lr()[0], "grad_norm": row["grad_norm"],
+                   "tokens_per_s": round(row["tokens"] / elapsed, 1), "skipped": not row["finite"],
+                   **({"grad_cosine": row["cosine"]} if row.get("cosine") else {})}
+            last_row = row
+            if log is not None:
+                log.write(row)
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
+            if on_step is not None:
+                on_step(step, row)
+            if cfg.save_every and (step % cfg.save_every == 0 or step == total):
+                checkpoint.save(out, module, optimizer, scheduler, trainer_state(step), dist)
+    except KeyboardInterrupt:
+        bar.close()
+        if in_update:  # weights half-updated: the previous checkpoint is the consistent one
+            raise Interrupted(f"interrupted during an update; resume from the last checkpoint with --resume") from None
+        optimizer.zero_grad(set_to_none=True)
+        path = checkpoint.save(out, module, optimizer, scheduler, trainer_state(step), dist)
+        raise Interrupted(f"interrupted after step {step}/{total}; checkpoint saved to {path}; "
+                          f"continue with the same command plus --resume") from None
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+
+    state = D.full_state_dict(module)
+    model_dir = out / output.MODEL
+    if dist.main:
+        state = {k[len("lm."):] if k.startswith("lm.") else k: v for k, v in state.items()}
+        output.save_model(out, lm, state, tokenizer)
+        info.update(status="done", steps=step, final=last_row, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        output.write_run(out, info)
+    D.barrier(dist)
+    return {"output": str(out), "model": str(model_dir), "steps": step, "last": last_row}
+
+
+def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dist, device, autocast_dtype,
+                cos_params) -> dict:
+    """Forward/backward over the step's micro-batches; returns metrics and whether the update is finite."""
+    step_examples = [examples[i] for mb in micro_batches for i in mb]
+    counts = {}
+    for ex in step_examples:
+        counts[ex.objective] = counts.get(ex.objective, 0) + units(spec, ex.objective, ex.n)
+    sums = torch.zeros(len(OBJECTIVES), dtype=torch.float64)
+    tokens = 0
+    finite = True
+    cos_vecs: dict[str, torch.Tensor] = {}
+    for i, mb in enumerate(micro_batches):
+        local = split_for_rank(mb, dist.rank, dist.world)
+        dummy = not local  # fewer records than ranks: join the collective with a zero loss
+        batch = collate([examples[j] for j in (local or mb[:1])], pad_id)
+        last = i == len(micro_batches) - 1
+        with D.no_sync(module, dist.enabled and not last):
+            with torch.autocast(torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                s = module(*(t.to(device) for t in (batch.student.input_ids, batch.student.attention_mask,
+                                                     batch.student.positions)))
+            s = s.float()
+            terms = {}
+            ok = bool(torch.isfinite(s[batch.student.valid.to(device)]).all())
+            if ok:
+                try:
+                    terms = loss_sums(spec, cfg, batch, s, teacher)
+                except ValueError as exc:
+                    if "non-finite" not in str(exc):
+                        raise
+                    ok = False
+            loss = s.sum() * 0.0
+            for obj, value in terms.items():
+                loss = loss + cfg.weights[obj] * value / counts[obj]
+            if not ok or not bool(torch.isfinite(loss)):
+                finite = False
+                loss = s.sum() * 0.0  # still run backward so every rank joins the gradient all-reduce
+            if dummy:
+                loss = loss * 0.0
+            if cos_params is not None and ok and not dummy:
+                for obj, value in terms.items():
+                    grads = torch.autograd.grad(cfg.weights[obj] * value / counts[obj], cos_params,
+                                                retain_graph=True, allow_unused=True)
+                    vec = _flat_grads(cos_params, grads)
+                    cos_vecs[obj] = cos_vecs[obj] + vec if obj in cos_vecs else vec
+            (loss * dist.world).backward()
+        if not dummy:
+            tokens += batch.tokens()
+            for obj, value in terms.items():
+                sums[OBJECTIVES.index(obj)] += float(value.detach())
+    stats = torch.tensor([*sums.tolist(), float(tokens), 0.0 if finite else 1.0], dtype=torch.float64)
+    D.all_reduce_sum(dist, stats)
+    finite = stats[-1].item() == 0.0
+    per_objective = {o: stats[j].item() / counts[o] for j, o in enumerate(OBJECTIVES) if counts.get(o)
+                     and o in spec.objectives}
+    loss_value = sum(cfg.weights[o] * v for o, v in per_objective.items())
+    grad_norm = float("nan")
+    if finite:
+        params = [p for p in module.parameters() if p.requires_grad]
+        if hasattr(module, "clip_grad_norm_"):  # FSDP computes the norm over shards
+            norm = module.clip_grad_norm_(cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+        else:
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+        grad_norm = float(norm)
+        finite = math.isfinite(grad_norm)
+    row = {"loss": loss_value, "per_objective": per_objective, "tokens": stats[-2].item(), "finite": finite,
+           "grad_norm": grad_norm}
+    if cos_vecs and dist.main:
+        row["cosine"] = _cosines(cos_vecs)
+    return row
