@@ -71,7 +71,16 @@ def topk_union_smooth_l1_loss(
     k = int(k)
     if impl == "reference":
         return reference_loss(student, teacher, k, beta, valid)
-    if impl == "auto":
+    if torch.compiler.is_compiling():
+        # Under torch.compile, decide from the already-loaded extension (no build, no lock in the graph);
+        # call the loss once eagerly (or backend()) first to build it.
+        ext = build._state.get("ext")
+        use_fused = ext is not None and _fused_supports(student, k) and (student.device.type == "cpu" or ext.has_cuda())
+        if not use_fused:
+            if impl == "fused":
+                raise RuntimeError("impl='fused' under torch.compile needs the extension built first: call backend()")
+            return reference_loss(student, teacher, k, beta, valid)
+    elif impl == "auto":
         if not _fused_supports(student, k) or not backend(student.device).startswith("fused"):
             return reference_loss(student, teacher, k, beta, valid)
     else:
