@@ -73,7 +73,7 @@ def _build(with_cuda: bool):
         sources=[str(s) for s in sources],
         extra_cflags=["-O3", "-fopenmp", *defines],
         extra_ldflags=["-fopenmp"],
-        extra_cuda_cflags=["-O3", "--use_fast_math", *defines] if with_cuda else None,
+        extra_cuda_cflags=["-O3", *defines] if with_cuda else None,
         extra_include_paths=[str(root)],
         build_directory=str(directory),
         verbose=bool(os.environ.get("MULE_KERNELS_VERBOSE")),
