@@ -1,0 +1,156 @@
+"""Model-based QA construction (paper §3.2): passages -> focused QA pairs, and neighbour concepts.
+
+A local instruct model is asked with fixed few-shot prompts (small models follow demonstrations
+better than instructions), its output is parsed into Q/A pairs, answers are checked against the
+passage by lexical overlap (drops invented answers), and pairs are de-duplicated.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..lm import chat_prompt, generate
+from .text import content_tokens, normalize_question, overlap, split_sentences, words
+
+DEMO_PASSAGE = ("The Eiffel Tower is a wrought-iron lattice tower in Paris. It was designed by the company of "
+                "Gustave Eiffel and completed in 1889 for the World's Fair. It is 330 metres tall.")
+DEMO_QA = ("Q: In which city is the Eiffel Tower?\nA: Paris\n"
+           "Q: Whose company designed the Eiffel Tower?\nA: Gustave Eiffel's company\n"
+           "Q: In which year was the Eiffel Tower completed?\nA: 1889")
+QA_INSTRUCTION = ("Write {n} short question-answer pairs about facts stated in the passage. Each question must make "
+                  "sense without the passage. Each answer is a short phrase taken from the passage. "
+                  "Use the format Q: ... then A: ...\n\nPassage: {passage}")
+
+NEIGHBOR_DEMO = ("Target: The Lord of the Rings\n"
+                 "1. The Chronicles of Narnia\n2. Norse mythology\n3. Dungeons & Dragons\n4. The Hobbit film trilogy "
+                 "by other studios\n5. Medieval European history")
+NEIGHBOR_INSTRUCTION = ("List {n} topics that are closely related to \"{target}\" but are NOT part of it: similar "
+                        "books, the same genre, real-world history or science it borrows from. One topic per line, "
+                        "numbered.\nTarget: {target}")
+CONCEPT_QA_INSTRUCTION = ("Write {n} short question-answer pairs with well-known facts about {concept}. "
+                          "Use the format Q: ... then A: ...")
+CONCEPT_DEMO = ("Q: Who wrote The Chronicles of Narnia?\nA: C. S. Lewis\n"
+                "Q: Which lion rules Narnia?\nA: Aslan\n"
+                "Q: Through which piece of furniture do the children first enter Narnia?\nA: A wardrobe")
+
+_Q_RE = re.compile(r"^\s*(?:\d+[.)]\s*)?(?:\*\*)?(?:Q|Question)\s*\d*\s*[:.)]\s*(?:\*\*)?\s*(.+)$", re.I)
+_A_RE = re.compile(r"^\s*(?:\d+[.)]\s*)?(?:\*\*)?(?:A|Answer)\s*\d*\s*[:.)]\s*(?:\*\*)?\s*(.+)$", re.I)
+MAX_ANSWER_WORDS = 25
+
+
+def parse_qa(text: str) -> list[tuple[str, str]]:
+    """Q:/A: pairs from a model's output (also 'Question 1:' / 'Answer:' and both on one line)."""
+    pairs, question = [], None
+    for line in text.splitlines():
+        if re.search(r"\bA:\s", line) and re.match(r"\s*Q", line, re.I):  # "Q: ... A: ..." on one line
+            q, _, a = line.partition(" A:")
+            mq = _Q_RE.match(q)
+            if mq and a.strip():
+                pairs.append((mq.group(1).strip(), a.strip()))
+                question = None
+                continue
+        mq, ma = _Q_RE.match(line), _A_RE.match(line)
+        if mq:
+            question = mq.group(1).strip()
+        elif ma and question:
+            pairs.append((question, ma.group(1).strip()))
+            question = None
+    return pairs
+
+
+def clean_pair(question: str, answer: str) -> tuple[str, str] | None:
+    """Tidy a parsed pair; None when it is unusable (empty, too long, answer given away by the question)."""
+    question = question.strip().strip('"').strip()
+    answer = answer.strip().strip('"').rstrip(".").strip()
+    if not question or not answer or len(words(answer)) > MAX_ANSWER_WORDS or len(words(question)) < 3:
+        return None
+    if not question.endswith("?"):
+        question = question.rstrip(".") + "?"
+    a_toks = set(content_tokens(answer))
+    if a_toks and a_toks <= set(content_tokens(question)):
+        return None  # the answer is already in the question
+    return question, answer
+
+
+def chunk_passage(text: str, max_words: int = 120) -> list[str]:
+    """Split long passages at sentence boundaries so a small model sees one focused chunk at a time."""
+    chunks, cur, n = [], [], 0
+    for _, sent in split_sentences(text):
+        k = len(sent.split())
+        if cur and n + k > max_words:
+            chunks.append(" ".join(cur))
+            cur, n = [], 0
+        cur.append(sent)
+        n += k
+    if cur:
+        chunks.append(" ".join(cur))
+    return chunks
+
+
+class QAGenerator:
+    """Wraps a loaded (model, tokenizer) pair with the fixed prompts above."""
+
+    def __init__(self, model, tokenizer, name: str = "model", batch_size: int = 8, max_new_tokens: int = 160,
+                 progress: bool = True):
+        self.model, self.tok, self.name = model, tokenizer, name
+        self.batch_size, self.max_new_tokens, self.progress = batch_size, max_new_tokens, progress
+
+    def _ask(self, questions: list[str], demo_user: str, demo_answer: str, desc: str) -> list[str]:
+        context = [{"role": "user", "content": demo_user}, {"role": "assistant", "content": demo_answer}]
+        prompts = [chat_prompt(self.tok, q, context=context) for q in questions]
+        return generate(self.model, self.tok, prompts, max_new_tokens=self.max_new_tokens,
+                        batch_size=self.batch_size, cut_blank_line=False, progress=desc if self.progress else False)
+
+    def qa_from_passages(self, passages: list[str], per_chunk: int = 3, min_overlap: float = 0.6):
+        """For each passage: list of (question, answer) pairs whose answers the passage supports."""
+        chunk_of = [(i, c) for i, p in enumerate(passages) for c in chunk_passage(p)]
+        demo = QA_INSTRUCTION.format(n=3, passage=DEMO_PASSAGE)
+        outs = self._ask([QA_INSTRUCTION.format(n=per_chunk, passage=c) for _, c in chunk_of], demo, DEMO_QA,
+                         f"generate QA ({self.name})")
+        result: list[list[tuple[str, str]]] = [[] for _ in passages]
+        for (i, chunk), text in zip(chunk_of, outs):
+            for q, a in parse_qa(text)[: per_chunk]:
+                pair = clean_pair(q, a)
+                if pair and overlap(pair[1], chunk) >= min_overlap:
+                    result[i].append(pair)
+        return [dedupe(pairs) for pairs in result]
+
+    def neighbor_concepts(self, target: str, n: int) -> list[str]:
+        """Up to n topics adjacent to but outside `target` (topics naming the target are dropped)."""
+        out = self._ask([NEIGHBOR_INSTRUCTION.format(n=max(n, 3) + 2, target=target)],
+                        NEIGHBOR_INSTRUCTION.format(n=5, target="The Lord of the Rings"),
+                        NEIGHBOR_DEMO.split("\n", 1)[1], "neighbour concepts")[0]
+        target_toks = set(content_tokens(target))
+        concepts, seen = [], set()
+        for line in out.splitlines():
+            item = re.sub(r"^\s*(?:\d+[.)]|[-*•])\s*", "", line).strip().strip("*").strip()
+            item = re.split(r"\s[-–:]\s|:\s", item)[0].strip().rstrip(".")
+            key = normalize_question(item)
+            if not item or len(item) > 80 or key in seen or target_toks & set(content_tokens(item)):
+                continue
+            seen.add(key)
+            concepts.append(item)
+        return concepts[:n]
+
+    def qa_about(self, concepts: list[str], per_concept: int = 3) -> list[list[tuple[str, str]]]:
+        """QA pairs about each concept from the model's own knowledge (no passage to check against)."""
+        outs = self._ask([CONCEPT_QA_INSTRUCTION.format(n=per_concept, concept=c) for c in concepts],
+                         CONCEPT_QA_INSTRUCTION.format(n=3, concept="The Chronicles of Narnia"), CONCEPT_DEMO,
+                         "neighbour QA")
+        result = []
+        for text in outs:
+            pairs = [p for p in (clean_pair(q, a) for q, a in parse_qa(text)) if p]
+            result.append(dedupe(pairs)[:per_concept])
+        return result
+
+
+def dedupe(pairs):
+    """Drop repeated questions (case/punctuation-insensitive), keeping the first."""
+    seen, out = set(), []
+    for q, a in pairs:
+        key = normalize_question(q)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append((q, a))
+    return out
