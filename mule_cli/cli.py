@@ -6,6 +6,7 @@ import click
 
 from . import __version__
 from .commands.attack import attack
+from .commands.data import data
 from .commands.distill import distill
 from .commands.evaluate import evaluate
 from .commands.standardize import standardize
@@ -28,6 +29,7 @@ cli.add_command(standardize)
 cli.add_command(attack)
 cli.add_command(distill)
 cli.add_command(evaluate)
+cli.add_command(data)
 
 
 def main():

@@ -1,20 +1,94 @@
-"""`mule evaluate`: the paper's metrics (placeholder until its issue lands)."""
+"""`mule evaluate`: the paper's metrics (SPEC §5) for one or more models, side by side.
+
+Thin layer: parse options, validate every input (data, MMLU file, models, intentions) BEFORE any
+model is loaded, then call mule_cli.evaluate.evaluate_models and write the reports.
+"""
+
+from __future__ import annotations
 
 import click
 
 from ..errors import MuleError
-from ..models import locate_model
+from ..models import DEFAULT_MODEL, locate_model
 from ..records import read_many
-from .common import device_options, model_option
+from .common import device_options
+
+EXAMPLE = """\b
+Examples:
+  mule evaluate --model runs/hp/model --base smollm2-135m --data eval.jsonl --json eval.json
+  mule evaluate -m smollm2-135m --data eval.jsonl --teacher oracle --target "Harry Potter" --plot radar.png
+  mule data mmlu && mule evaluate --data eval.jsonl --mmlu auto --mmlu-limit 500
+"""
 
 
-@click.command(epilog="Example: mule evaluate --model runs/hp/model --base smollm2-135m --data eval.jsonl")
-@model_option(multiple=True, default=None, show_default=False)
-@click.option("--data", multiple=True, required=True, help="Evaluation records, JSONL (repeatable).")
+@click.command(epilog=EXAMPLE)
+@click.option("--model", "-m", "models", multiple=True,
+              help=f"Model to evaluate (repeatable): alias, local folder or cached HF repo id. Default: {DEFAULT_MODEL}.")
+@click.option("--base", default=None, help="Reference model for arrows and the overall score (default: the first "
+                                           "--model; evaluated too if not among them).")
+@click.option("--data", multiple=True, required=True, help="Evaluation records, JSONL (repeatable; - = stdin).")
+@click.option("--mmlu", default="auto", show_default=True,
+              help="MMLU-format JSONL; auto = the file cached by `mule data mmlu` if present; none = skip.")
+@click.option("--mmlu-limit", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Evaluate a fixed subject-stratified sample of N MMLU questions (0 = all).")
+@click.option("--limit", type=click.IntRange(min=0), default=0, show_default=True,
+              help="At most N records per objective, in file order (0 = all).")
+@click.option("--teacher", "teachers", multiple=True, type=click.Choice(["oracle", "ensemble"]),
+              help="Add an in-context row: the base model steered by intention prompts (repeatable).")
+@click.option("--target", default=None, help="What is unlearned, e.g. \"Harry Potter\" (fills the intention templates).")
+@click.option("--intentions", type=click.Path(dir_okay=False), default=None, help="Intention prompts file.")
+@click.option("--demos", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Few-shot demonstrations in in-context rows.")
+@click.option("--asr-threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="An attack succeeds when ROUGE-L recall of the answer is at least this.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=48, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write {\"base\": …, \"models\": [{\"model\": …, metrics…}]} here.")
+@click.option("--records", "records_path", type=click.Path(dir_okay=False), default=None,
+              help="Write per-record details (generation, scores, picked option) as JSONL.")
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the table as Markdown.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a radar chart (PNG) of the five metrics for all models.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @device_options
-def evaluate(model, data, device, dtype):
-    """Forget/Retain ROUGE, neighbour MCQ accuracy, ASR, MMLU and the overall score."""
-    read_many(data)
-    for name in model or ("smollm2-135m",):
+def evaluate(models, base, data, mmlu, mmlu_limit, limit, teachers, target, intentions, demos, asr_threshold,
+             max_new_tokens, batch_size, json_path, records_path, markdown_path, plot_path, quiet, device, dtype):
+    """Forget/Retain ROUGE, neighbour MCQ accuracy and refusals, ASR, MMLU and the overall score."""
+    from ..evaluate.mmlu import read_mmlu, resolve_mmlu, stratified_sample
+
+    # Everything that can be wrong with the inputs fails here, before a model is loaded.
+    records = read_many(data)
+    mmlu_path, mmlu_note = resolve_mmlu(mmlu)
+    mmlu_items = stratified_sample(read_mmlu(mmlu_path), mmlu_limit) if mmlu_path else None
+    models = list(models) or ([base] if base else [DEFAULT_MODEL])
+    for name in dict.fromkeys([*models, *([base] if base else [])]):
         locate_model(name)
-    raise MuleError("evaluate is not implemented yet")
+    prompts = None
+    if teachers:
+        from ..intentions import build_intentions
+
+        prompts = build_intentions(target, intentions)
+    elif target or intentions:
+        raise MuleError("--target/--intentions only matter with --teacher oracle|ensemble")
+    if plot_path:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise MuleError("--plot needs matplotlib: pip install matplotlib") from None
+
+    from ..evaluate.report import format_table, write_reports
+    from ..evaluate.runner import EvalSettings, evaluate_models
+
+    settings = EvalSettings(max_new_tokens=max_new_tokens, batch_size=batch_size, asr_threshold=asr_threshold,
+                            limit=limit or None, demos=demos, progress=not quiet)
+    result = evaluate_models(models, records, mmlu_items=mmlu_items, base=base, teachers=teachers,
+                             intentions=prompts, settings=settings, device=device, dtype=dtype)
+    if mmlu_note:
+        result.notes.append(mmlu_note)
+    elif mmlu_items is not None and mmlu_limit:
+        result.notes.append(f"MMLU: fixed subject-stratified sample of {len(mmlu_items)} questions from {mmlu_path}")
+    write_reports(result, json_path=json_path, markdown_path=markdown_path, records_path=records_path,
+                  plot_path=plot_path)
+    click.echo(format_table(result), nl=False)

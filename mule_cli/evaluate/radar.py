@@ -1,0 +1,54 @@
+"""Radar chart of the five paper metrics for every model (like the paper's Figure 3).
+
+Every axis points outward for "better": metrics where lower is better (Forget ROUGE, ASR) are drawn
+as 100 − x, and the title says so. Axes absent for every model are dropped; a model missing one
+axis leaves a gap there.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..atomic import atomic_open
+from .metrics import BY_KEY, RADAR_KEYS
+
+AXIS_LABELS = {"forget_rouge": "Forget\n(100 − ROUGE)", "retain_rouge": "Retain ROUGE",
+               "neighbor_acc": "Neighbour acc", "asr": "Robustness\n(100 − ASR)", "mmlu": "MMLU"}
+
+
+def radar_values(row: dict, keys) -> list[float]:
+    out = []
+    for key in keys:
+        value = row.get(key)
+        if value is None:
+            out.append(float("nan"))
+        else:
+            out.append(100.0 - value if BY_KEY[key].lower_is_better else value)
+    return out
+
+
+def plot_radar(result, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in RADAR_KEYS if any(r.get(k) is not None for r in result.models)] or list(RADAR_KEYS)
+    angles = [2 * math.pi * i / len(keys) for i in range(len(keys))]
+    fig = plt.figure(figsize=(7, 7))
+    ax = fig.add_subplot(111, polar=True)
+    for row in result.models:
+        values = radar_values(row, keys)
+        label = row["model"] + (" (base)" if row["model"] == result.base else "")
+        ax.plot(angles + angles[:1], values + values[:1], marker="o", linewidth=1.8, label=label)
+        ax.fill(angles + angles[:1], [0 if math.isnan(v) else v for v in values + values[:1]], alpha=0.08)
+    ax.set_xticks(angles)
+    ax.set_xticklabels([AXIS_LABELS[k] for k in keys])
+    ax.set_ylim(0, 100)
+    ax.set_yticks([20, 40, 60, 80, 100])
+    ax.set_title("mule evaluate — outward is better\n(Forget and ASR plotted as 100 − x)", pad=24)
+    ax.legend(loc="upper right", bbox_to_anchor=(1.3, 1.12), fontsize=8)
+    fig.tight_layout()
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)
+    plt.close(fig)

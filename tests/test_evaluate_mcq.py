@@ -1,0 +1,67 @@
+"""MCQ scoring by option log-likelihood: planted log-likelihoods decide the pick; batching is exact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from types import SimpleNamespace
+
+from mule_cli import lm
+from mule_cli.evaluate.mcq import score_options
+from mule_cli.evaluate.runner import EvalSettings, evaluate_one
+
+
+class PlantedLM(torch.nn.Module):
+    """A 'model' whose next-token logits are one fixed vector: tokens given a bonus are likely
+    everywhere, so an option made only of boosted tokens has the highest mean log-likelihood."""
+
+    def __init__(self, vocab_size: int, boosted: set[int], bonus: float = 8.0):
+        super().__init__()
+        bias = torch.zeros(vocab_size)
+        bias[sorted(boosted)] = bonus
+        self.bias = torch.nn.Parameter(bias)
+
+    def forward(self, input_ids, attention_mask=None, **_):
+        return SimpleNamespace(logits=self.bias.expand(*input_ids.shape, -1))
+
+
+def ids(tokenizer, text):
+    return set(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def test_planted_loglik_decides_pick_accuracy_and_refusal(tokenizer):
+    recs = [
+        {"id": "n1", "objective": "neighbor", "question": "Capital of France?", "answer": "Paris",
+         "choices": ["London", "Paris", "I don't know"], "answer_index": 1},
+        {"id": "n2", "objective": "neighbor", "question": "Capital of Japan?", "answer": "Tokyo",
+         "choices": ["Tokyo", "Berlin", "No idea."], "answer_index": 0},
+        {"id": "n3", "objective": "neighbor", "question": "Largest ocean?", "answer": "Pacific",
+         "choices": ["Pacific", "Atlantic", "Arctic"], "answer_index": 0},
+    ]
+    planted = ids(tokenizer, "Paris") | ids(tokenizer, "No idea.") | ids(tokenizer, "Atlantic")
+    others = set().union(*(ids(tokenizer, c) for r in recs for c in r["choices"]
+                           if c not in ("Paris", "No idea.", "Atlantic")))
+    assert not planted & others, "planted tokens must not appear in the options meant to lose"
+    model = PlantedLM(len(tokenizer), planted)
+    metrics, rows = evaluate_one(model, tokenizer, recs, settings=EvalSettings(batch_size=4, progress=False))
+    picks = {r["id"]: r["picked_option"] for r in rows}
+    assert picks == {"n1": "Paris", "n2": "No idea.", "n3": "Atlantic"}
+    assert metrics["neighbor_acc"] == pytest.approx(100 / 3)       # only n1 correct
+    assert metrics["neighbor_refusal"] == pytest.approx(100 / 3)   # n2 picked its refusal
+    assert metrics["n_neighbor"] == 3 and metrics["forget_rouge"] is None and metrics["asr"] is None
+    assert [r["refusal_picked"] for r in rows] == [False, True, False]
+
+
+def test_batched_option_scores_match_a_direct_computation(tiny_model, tokenizer):
+    prompts = [lm.chat_prompt(tokenizer, q) for q in ("Who wrote The Hobbit?", "Name a colour.")]
+    options = [["J. R. R. Tolkien", "C. S. Lewis", "I do not know."], ["Blue", "A shade of green"]]
+    batched = score_options(tiny_model, tokenizer, prompts, options, batch_size=5)
+    for prompt, opts, got in zip(prompts, options, batched):
+        for opt, value in zip(opts, got):
+            p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            r = tokenizer(opt, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logits = tiny_model(input_ids=torch.tensor([p + r])).logits[0].float()
+            logp = torch.log_softmax(logits, -1)
+            direct = torch.stack([logp[len(p) - 1 + k, tok] for k, tok in enumerate(r)]).mean().item()
+            assert value == pytest.approx(direct, abs=1e-4)
