@@ -30,17 +30,23 @@ def pick_distractors(rec: dict, pool: list[dict], rng: random.Random) -> list[st
     """Two answers from same-type records, closest in word count, never equal to the correct answer."""
     target = _norm(rec["answer"])
     kind = rec.get("answer_type")
-    options, seen = [], {target}
-    for other in pool:
-        key = _norm(other["answer"])
-        if other["id"] == rec["id"] or key in seen or target in key or key in target:
-            continue
-        if other.get("answer_type") != kind:
-            continue
-        seen.add(key)
-        options.append(other["answer"])
-    if len(options) < N_DISTRACTORS:
-        raise SystemExit(f"{rec['id']}: fewer than {N_DISTRACTORS} distractors of answer_type {kind!r}")
+
+    def candidates(same_type: bool) -> list[str]:
+        options, seen = [], {target}
+        for other in pool:
+            key = _norm(other["answer"])
+            if other["id"] == rec["id"] or key in seen or target in key or key in target:
+                continue
+            if same_type and other.get("answer_type") != kind:
+                continue
+            seen.add(key)
+            options.append(other["answer"])
+        return options
+
+    options = candidates(same_type=True)
+    if len(options) < N_DISTRACTORS:  # a rare answer type: fall back to answers of any type
+        print(f"{rec['id']}: only {len(options)} answers of type {kind!r}; drawing from all types")
+        options = candidates(same_type=False)
     n_words = len(rec["answer"].split())
     rng.shuffle(options)
     options.sort(key=lambda a: abs(len(a.split()) - n_words))  # stable: random among equally close

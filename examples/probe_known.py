@@ -6,10 +6,15 @@ cannot answer cannot show damage either. So every example record must be one the
 For a domain folder (e.g. examples/harry_potter) this reads `candidates/{forget,neighbor,retain}.jsonl`,
 asks the model each question (chat template, greedy, 48 new tokens, cut at the first blank line —
 the same decoding as `mule evaluate`), scores ROUGE-L recall of the reference answer in the generation,
-and writes the records with recall >= --threshold to `<domain>/<objective>.jsonl`.
+and writes the records that pass the checks below to `<domain>/<objective>.jsonl`.
 
-A candidate whose answer can be read off its own question (recall of the answer in the question
->= 0.5) is never kept: the model could "know" it by echoing the question.
+Guards against lucky matches (ROUGE-L counts "the", "of", "a" like any other token, so "the Burrow"
+scores 0.5 against any sentence that contains "the"; and an answer word the question already
+contains is free for the model to echo):
+- the *novel* tokens of an answer are its content tokens (stemmed, stop words dropped) that do not
+  occur in the question; a candidate without novel tokens is never kept;
+- a record is kept only if its ROUGE-L recall reaches --threshold AND more than half of its novel
+  tokens appear in the generation (both words of a two-word name, two of three, ...).
 
 Generations are cached in `candidates/probe_cache.jsonl` keyed by (model, question), so adding
 candidates and re-running only asks the new questions. Every generation and score lands in
@@ -29,6 +34,25 @@ from pathlib import Path
 OBJECTIVES = ("forget", "neighbor", "retain")
 
 
+STOP = frozenset("a an the of and or in on at to for from by with is are was were s".split())
+
+
+def _tokens(text: str) -> list[str]:
+    from rouge_score.tokenizers import DefaultTokenizer
+
+    return DefaultTokenizer(use_stemmer=True).tokenize(text)  # the tokenizer ROUGE-L itself uses
+
+
+def novel_recall(answer: str, question: str, generation: str) -> tuple[float, int]:
+    """(share of the answer's novel tokens found in the generation, number of novel tokens)."""
+    asked = set(_tokens(question))
+    novel = [t for t in _tokens(answer) if t not in STOP and t not in asked]
+    if not novel:
+        return 0.0, 0
+    have = set(_tokens(generation))
+    return sum(t in have for t in novel) / len(novel), len(novel)
+
+
 def load_cache(path: Path, model: str) -> dict[str, str]:
     if not path.is_file():
         return {}
@@ -41,7 +65,7 @@ def load_cache(path: Path, model: str) -> dict[str, str]:
     return cache
 
 
-def probe(domain: Path, model_name: str, threshold: float, batch_size: int) -> dict:
+def probe(domain: Path, model_name: str, threshold: float, batch_size: int, threads: int = 0) -> dict:
     from mule_cli.atomic import write_text
     from mule_cli.records import read_records, write_records
     from mule_cli.rouge import rouge_l
@@ -56,15 +80,23 @@ def probe(domain: Path, model_name: str, threshold: float, batch_size: int) -> d
     cache = load_cache(cache_path, model_name)
     todo = sorted({r["question"] for recs in cands.values() for r in recs} - cache.keys())
     if todo:
+        import torch
+        from tqdm.auto import tqdm
+
         from mule_cli.lm import chat_prompt, generate
         from mule_cli.models import load_model
 
+        if threads:
+            torch.set_num_threads(threads)
         model, tok = load_model(model_name, device="cpu", dtype="float32")
-        gens = generate(model, tok, [chat_prompt(tok, q) for q in todo], max_new_tokens=48,
-                        batch_size=batch_size, progress="probe")
-        cache.update(zip(todo, gens))
-        rows = [{"model": model_name, "question": q, "generation": g} for q, g in sorted(cache.items())]
-        write_text(cache_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        chunk = batch_size * 4  # save the cache every few batches: an interrupted run loses little
+        for start in tqdm(range(0, len(todo), chunk), desc=f"probe {len(todo)} questions", unit="chunk"):
+            part = todo[start:start + chunk]
+            gens = generate(model, tok, [chat_prompt(tok, q) for q in part], max_new_tokens=48,
+                            batch_size=batch_size)
+            cache.update(zip(part, gens))
+            rows = [{"model": model_name, "question": q, "generation": g} for q, g in sorted(cache.items())]
+            write_text(cache_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
     report, summary = [], {}
     for obj, recs in cands.items():
@@ -72,11 +104,12 @@ def probe(domain: Path, model_name: str, threshold: float, batch_size: int) -> d
         for rec in recs:
             gen = cache[rec["question"]]
             recall, f1 = rouge_l(rec["answer"], gen)
-            echo, _ = rouge_l(rec["answer"], rec["question"])
-            known = recall >= threshold and echo < 0.5
+            novel, n_novel = novel_recall(rec["answer"], rec["question"], gen)
+            known = recall >= threshold and n_novel > 0 and novel > 0.5
             report.append({"id": rec["id"], "objective": obj, "question": rec["question"], "answer": rec["answer"],
                            "generation": gen, "recall": round(recall, 3), "f1": round(f1, 3),
-                           "answer_in_question": echo >= 0.5, "known": known})
+                           "novel_recall": round(novel, 3), "answer_in_question": n_novel == 0,
+                           "known": known})
             if known:
                 kept.append(rec)
         write_records(kept, domain / f"{obj}.jsonl")
@@ -92,8 +125,10 @@ def main(argv=None) -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--threshold", type=float, default=0.5, help="ROUGE-L recall needed to count as known")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads (0 = torch's default); 1 is faster on a shared, busy machine")
     args = ap.parse_args(argv)
-    summary = probe(args.domain, args.model, args.threshold, args.batch_size)
+    summary = probe(args.domain, args.model, args.threshold, args.batch_size, args.threads)
     for obj, s in summary.items():
         print(f"{args.domain.name}/{obj}: {s['known']} known of {s['candidates']} candidates")
 
