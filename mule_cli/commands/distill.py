@@ -3,6 +3,8 @@
 Thin layer: parse options into a DistillConfig and call mule_cli.distill.distill.
 """
 
+import os
+
 import click
 
 from ..losses import defaults as LD
@@ -84,4 +86,5 @@ def distill(show_prompts, quiet, data, **options):
         click.echo(render_prompts(cfg, records))
         return
     summary = run_distill(cfg, records)
-    click.echo(f"wrote {summary['model']} ({summary['steps']} steps); log: {cfg.output}/train_log.jsonl", err=True)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        click.echo(f"wrote {summary['model']} ({summary['steps']} steps); log: {cfg.output}/train_log.jsonl", err=True)
