@@ -99,6 +99,17 @@ int64_t skip_rejected_f32(const float* x, int64_t i, int64_t V, float thr) {
   const f8 th = {thr, thr, thr, thr, thr, thr, thr, thr};
   const float lo_s = -std::numeric_limits<float>::max();
   const f8 lo = {lo_s, lo_s, lo_s, lo_s, lo_s, lo_s, lo_s, lo_s};
+  // Blocks of 64: eight 8-wide compares OR-ed together, one horizontal test per block.
+  for (; i + 4 * kChunk <= V; i += 4 * kChunk) {
+    i8 m = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int q = 0; q < 8; ++q) {
+      f8 a;
+      __builtin_memcpy(&a, x + i + 8 * q, sizeof(a));
+      m |= (a > th) | ~(a >= lo);
+    }
+    const int any = m[0] | m[1] | m[2] | m[3] | m[4] | m[5] | m[6] | m[7];
+    if (any) break;  // locate the first interesting 16-chunk below
+  }
   for (; i + kChunk <= V; i += kChunk) {
     f8 a, b;
     __builtin_memcpy(&a, x + i, sizeof(a));

@@ -172,9 +172,10 @@ def test_all_masked_gives_zero_loss_and_zero_grad():
 @pytest.mark.parametrize("impl", ["fused", "reference"])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 @pytest.mark.parametrize("where", ["student", "teacher"])
-def test_nonfinite_valid_position_raises(impl, bad, where):
-    s, t = torch.randn(2, 4, 64), torch.randn(2, 4, 64)
-    (s if where == "student" else t)[1, 2, 33] = bad
+@pytest.mark.parametrize("vocab,col", [(64, 33), (1000, 777)])  # short row / inside a 64-wide SIMD block
+def test_nonfinite_valid_position_raises(impl, bad, where, vocab, col):
+    s, t = torch.randn(2, 4, vocab), torch.randn(2, 4, vocab)
+    (s if where == "student" else t)[1, 2, col] = bad
     with pytest.raises(ValueError, match="non-finite.*position 6"):
         topk_union_smooth_l1_loss(s, t, k=5, impl=impl)
 
