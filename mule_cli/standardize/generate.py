@@ -24,9 +24,12 @@ QA_INSTRUCTION = ("Write {n} short question-answer pairs about facts stated in t
 NEIGHBOR_DEMO = ("Target: The Lord of the Rings\n"
                  "1. The Chronicles of Narnia\n2. Norse mythology\n3. Dungeons & Dragons\n4. The Hobbit film trilogy "
                  "by other studios\n5. Medieval European history")
-NEIGHBOR_INSTRUCTION = ("List {n} topics that are closely related to \"{target}\" but are NOT part of it: similar "
-                        "books, the same genre, real-world history or science it borrows from. One topic per line, "
-                        "numbered.\nTarget: {target}")
+NEIGHBOR_INSTRUCTION = ("List {n} topics that are closely related to \"{target}\" but are NOT part of it: {angle}. "
+                        "One topic per line, numbered.\nTarget: {target}")
+# Several framings: one greedy list from a small model repeats itself; merged lists cover more ground.
+NEIGHBOR_ANGLES = ("similar works, the same genre, real-world history or science it borrows from",
+                   "other works of the same genre by other creators",
+                   "real-world places, history, folklore or science near its subject")
 CONCEPT_QA_INSTRUCTION = ("Write {n} short question-answer pairs with well-known facts about {concept}. "
                           "Use the format Q: ... then A: ...")
 CONCEPT_DEMO = ("Q: Who wrote The Chronicles of Narnia?\nA: C. S. Lewis\n"
@@ -95,18 +98,23 @@ class QAGenerator:
         self.model, self.tok, self.name = model, tokenizer, name
         self.batch_size, self.max_new_tokens, self.progress = batch_size, max_new_tokens, progress
 
-    def _ask(self, questions: list[str], demo_user: str, demo_answer: str, desc: str) -> list[str]:
+    def _ask(self, questions: list[str], demo_user: str, demo_answer: str, desc: str,
+             max_new_tokens: int | None = None) -> list[str]:
         context = [{"role": "user", "content": demo_user}, {"role": "assistant", "content": demo_answer}]
         prompts = [chat_prompt(self.tok, q, context=context) for q in questions]
-        return generate(self.model, self.tok, prompts, max_new_tokens=self.max_new_tokens,
+        return generate(self.model, self.tok, prompts, max_new_tokens=max_new_tokens or self.max_new_tokens,
                         batch_size=self.batch_size, cut_blank_line=False, progress=desc if self.progress else False)
 
-    def qa_from_passages(self, passages: list[str], per_chunk: int = 3, min_overlap: float = 0.6):
-        """For each passage: list of (question, answer) pairs whose answers the passage supports."""
-        chunk_of = [(i, c) for i, p in enumerate(passages) for c in chunk_passage(p)]
+    def qa_from_passages(self, passages: list[str], per_chunk: int = 3, min_overlap: float = 0.6,
+                         chunk_words: int = 50):
+        """For each passage: list of (question, answer) pairs whose answers the passage supports.
+
+        Passages are cut into chunks of about `chunk_words` words: a small model asked about a short
+        chunk stays on its facts; asked about a long one it repeats itself."""
+        chunk_of = [(i, c) for i, p in enumerate(passages) for c in chunk_passage(p, chunk_words)]
         demo = QA_INSTRUCTION.format(n=3, passage=DEMO_PASSAGE)
         outs = self._ask([QA_INSTRUCTION.format(n=per_chunk, passage=c) for _, c in chunk_of], demo, DEMO_QA,
-                         f"generate QA ({self.name})")
+                         f"generate QA ({self.name})", max_new_tokens=min(self.max_new_tokens, 40 * per_chunk + 8))
         result: list[list[tuple[str, str]]] = [[] for _ in passages]
         for (i, chunk), text in zip(chunk_of, outs):
             for q, a in parse_qa(text)[: per_chunk]:
@@ -117,12 +125,15 @@ class QAGenerator:
 
     def neighbor_concepts(self, target: str, n: int) -> list[str]:
         """Up to n topics adjacent to but outside `target` (topics naming the target are dropped)."""
-        out = self._ask([NEIGHBOR_INSTRUCTION.format(n=max(n, 3) + 2, target=target)],
-                        NEIGHBOR_INSTRUCTION.format(n=5, target="The Lord of the Rings"),
-                        NEIGHBOR_DEMO.split("\n", 1)[1], "neighbour concepts")[0]
+        outs = self._ask([NEIGHBOR_INSTRUCTION.format(n=max(n, 3) + 2, target=target, angle=a) for a in NEIGHBOR_ANGLES],
+                         NEIGHBOR_INSTRUCTION.format(n=5, target="The Lord of the Rings", angle=NEIGHBOR_ANGLES[0]),
+                         NEIGHBOR_DEMO.split("\n", 1)[1], "neighbour concepts",
+                         max_new_tokens=min(4 * self.max_new_tokens, 16 * (n + 2) + 16))
+        lists = [o.splitlines() for o in outs]
+        interleaved = [ls[i] for i in range(max(map(len, lists))) for ls in lists if i < len(ls)]
         target_toks = set(content_tokens(target))
         concepts, seen = [], set()
-        for line in out.splitlines():
+        for line in interleaved:
             item = re.sub(r"^\s*(?:\d+[.)]|[-*•])\s*", "", line).strip().strip("*").strip()
             item = re.split(r"\s[-–:]\s|:\s", item)[0].strip().rstrip(".")
             key = normalize_question(item)
@@ -136,7 +147,7 @@ class QAGenerator:
         """QA pairs about each concept from the model's own knowledge (no passage to check against)."""
         outs = self._ask([CONCEPT_QA_INSTRUCTION.format(n=per_concept, concept=c) for c in concepts],
                          CONCEPT_QA_INSTRUCTION.format(n=3, concept="The Chronicles of Narnia"), CONCEPT_DEMO,
-                         "neighbour QA")
+                         "neighbour QA", max_new_tokens=min(self.max_new_tokens, 40 * per_concept + 8))
         result = []
         for text in outs:
             pairs = [p for p in (clean_pair(q, a) for q, a in parse_qa(text)) if p]
