@@ -45,14 +45,13 @@ def parse_qa(text: str) -> list[tuple[str, str]]:
     """Q:/A: pairs from a model's output (also 'Question 1:' / 'Answer:' and both on one line)."""
     pairs, question = [], None
     for line in text.splitlines():
-        if re.search(r"\bA:\s", line) and re.match(r"\s*Q", line, re.I):  # "Q: ... A: ..." on one line
-            q, _, a = line.partition(" A:")
-            mq = _Q_RE.match(q)
-            if mq and a.strip():
-                pairs.append((mq.group(1).strip(), a.strip()))
-                question = None
-                continue
         mq, ma = _Q_RE.match(line), _A_RE.match(line)
+        if mq and re.search(r"\sA:\s", mq.group(1)):  # "Q: ... A: ..." on one line
+            q, _, a = mq.group(1).partition(" A:")
+            if a.strip():
+                pairs.append((q.strip(), a.strip()))
+            question = None
+            continue
         if mq:
             question = mq.group(1).strip()
         elif ma and question:
@@ -149,10 +148,17 @@ class QAGenerator:
                          CONCEPT_QA_INSTRUCTION.format(n=3, concept="The Chronicles of Narnia"), CONCEPT_DEMO,
                          "neighbour QA", max_new_tokens=min(self.max_new_tokens, 40 * per_concept + 8))
         result = []
-        for text in outs:
+        for concept, text in zip(concepts, outs):
             pairs = [p for p in (clean_pair(q, a) for q, a in parse_qa(text)) if p]
-            result.append(dedupe(pairs)[:per_concept])
+            result.append([(name_concept(q, concept), a) for q, a in dedupe(pairs)[:per_concept]])
         return result
+
+
+def name_concept(question: str, concept: str) -> str:
+    """Make a question self-contained: 'Who wrote it?' about The Hobbit -> 'Regarding The Hobbit, who wrote it?'."""
+    if set(content_tokens(concept)) & set(content_tokens(question)):
+        return question
+    return f"Regarding {concept}, {question[:1].lower()}{question[1:]}"
 
 
 def dedupe(pairs):
