@@ -21,15 +21,20 @@ class PlantedLM(torch.nn.Module):
         bias[sorted(boosted)] = bonus
         self.bias = torch.nn.Parameter(bias)
 
-    def forward(self, input_ids, attention_mask=None, **_):
-        return SimpleNamespace(logits=self.bias.expand(*input_ids.shape, -1))
+    def forward(self, input_ids, attention_mask=None, past_key_values=None, logits_to_keep=0, **_):
+        from transformers import DynamicCache
+
+        length = 1 if logits_to_keep == 1 else input_ids.shape[1]
+        return SimpleNamespace(logits=self.bias.expand(input_ids.shape[0], length, -1),
+                               past_key_values=past_key_values if past_key_values is not None else DynamicCache())
 
 
 def ids(tokenizer, text):
     return set(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def test_planted_loglik_decides_pick_accuracy_and_refusal(tokenizer):
+@pytest.mark.parametrize("shared_prefix", [True, False])
+def test_planted_loglik_decides_pick_accuracy_and_refusal(tokenizer, shared_prefix):
     recs = [
         {"id": "n1", "objective": "neighbor", "question": "Capital of France?", "answer": "Paris",
          "choices": ["London", "Paris", "I don't know"], "answer_index": 1},
@@ -43,7 +48,8 @@ def test_planted_loglik_decides_pick_accuracy_and_refusal(tokenizer):
                            if c not in ("Paris", "No idea.", "Atlantic")))
     assert not planted & others, "planted tokens must not appear in the options meant to lose"
     model = PlantedLM(len(tokenizer), planted)
-    metrics, rows = evaluate_one(model, tokenizer, recs, settings=EvalSettings(batch_size=4, progress=False))
+    metrics, rows = evaluate_one(model, tokenizer, recs, settings=EvalSettings(batch_size=2, progress=False,
+                                                                                 shared_prefix=shared_prefix))
     picks = {r["id"]: r["picked_option"] for r in rows}
     assert picks == {"n1": "Paris", "n2": "No idea.", "n3": "Atlantic"}
     assert metrics["neighbor_acc"] == pytest.approx(100 / 3)       # only n1 correct
@@ -52,10 +58,15 @@ def test_planted_loglik_decides_pick_accuracy_and_refusal(tokenizer):
     assert [r["refusal_picked"] for r in rows] == [False, True, False]
 
 
-def test_batched_option_scores_match_a_direct_computation(tiny_model, tokenizer):
-    prompts = [lm.chat_prompt(tokenizer, q) for q in ("Who wrote The Hobbit?", "Name a colour.")]
-    options = [["J. R. R. Tolkien", "C. S. Lewis", "I do not know."], ["Blue", "A shade of green"]]
-    batched = score_options(tiny_model, tokenizer, prompts, options, batch_size=5)
+@pytest.mark.parametrize("shared_prefix,batch_size", [(True, 2), (True, 16), (False, 5)])
+def test_batched_option_scores_match_a_direct_computation(tiny_model, tokenizer, shared_prefix, batch_size):
+    """Padding (left for shared prompts, right for options), cache reuse and batching change nothing."""
+    questions = ("Who wrote The Hobbit?", "Name a colour.", "What is the capital of a country in Europe, please?")
+    prompts = [lm.chat_prompt(tokenizer, q) for q in questions]
+    options = [["J. R. R. Tolkien", "C. S. Lewis", "I do not know."], ["Blue", "A shade of green"],
+               ["Paris", "Rome is the capital of Italy", "Berlin", "I don't know"]]
+    batched = score_options(tiny_model, tokenizer, prompts, options, batch_size=batch_size,
+                            shared_prefix=shared_prefix)
     for prompt, opts, got in zip(prompts, options, batched):
         for opt, value in zip(opts, got):
             p = tokenizer(prompt, add_special_tokens=False)["input_ids"]

@@ -17,7 +17,7 @@ EXAMPLE = """\b
 Examples:
   mule evaluate --model runs/hp/model --base smollm2-135m --data eval.jsonl --json eval.json
   mule evaluate -m smollm2-135m --data eval.jsonl --teacher oracle --target "Harry Potter" --plot radar.png
-  mule data mmlu && mule evaluate --data eval.jsonl --mmlu auto --mmlu-limit 500
+  mule data mmlu && mule evaluate --data eval.jsonl --mmlu auto --mmlu-limit 1000
 """
 
 
@@ -29,8 +29,9 @@ Examples:
 @click.option("--data", multiple=True, required=True, help="Evaluation records, JSONL (repeatable; - = stdin).")
 @click.option("--mmlu", default="auto", show_default=True,
               help="MMLU-format JSONL; auto = the file cached by `mule data mmlu` if present; none = skip.")
-@click.option("--mmlu-limit", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Evaluate a fixed subject-stratified sample of N MMLU questions (0 = all).")
+@click.option("--mmlu-limit", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Evaluate a fixed subject-stratified sample of N MMLU questions (0 = the whole file, "
+                   "14,042 for the cached split: hours on a CPU, minutes on a GPU).")
 @click.option("--limit", type=click.IntRange(min=0), default=0, show_default=True,
               help="At most N records per objective, in file order (0 = all).")
 @click.option("--teacher", "teachers", multiple=True, type=click.Choice(["oracle", "ensemble"]),
@@ -41,8 +42,10 @@ Examples:
               help="Few-shot demonstrations in in-context rows.")
 @click.option("--asr-threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="An attack succeeds when ROUGE-L recall of the answer is at least this.")
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=48, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=48, show_default=True,
+              help="Greedy generation length (SPEC §5: 48); output is cut at the first blank line.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Questions per batch for generation and MCQ scoring.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write {\"base\": …, \"models\": [{\"model\": …, metrics…}]} here.")
 @click.option("--records", "records_path", type=click.Path(dir_okay=False), default=None,
@@ -61,7 +64,8 @@ def evaluate(models, base, data, mmlu, mmlu_limit, limit, teachers, target, inte
     # Everything that can be wrong with the inputs fails here, before a model is loaded.
     records = read_many(data)
     mmlu_path, mmlu_note = resolve_mmlu(mmlu)
-    mmlu_items = stratified_sample(read_mmlu(mmlu_path), mmlu_limit) if mmlu_path else None
+    mmlu_all = read_mmlu(mmlu_path) if mmlu_path else None
+    mmlu_items = stratified_sample(mmlu_all, mmlu_limit) if mmlu_all else None
     models = list(models) or ([base] if base else [DEFAULT_MODEL])
     for name in dict.fromkeys([*models, *([base] if base else [])]):
         locate_model(name)
@@ -87,8 +91,9 @@ def evaluate(models, base, data, mmlu, mmlu_limit, limit, teachers, target, inte
                              intentions=prompts, settings=settings, device=device, dtype=dtype)
     if mmlu_note:
         result.notes.append(mmlu_note)
-    elif mmlu_items is not None and mmlu_limit:
-        result.notes.append(f"MMLU: fixed subject-stratified sample of {len(mmlu_items)} questions from {mmlu_path}")
+    elif mmlu_items is not None and len(mmlu_items) < len(mmlu_all):
+        result.notes.append(f"MMLU: fixed subject-stratified sample of {len(mmlu_items)} of {len(mmlu_all)} "
+                            f"questions from {mmlu_path} (--mmlu-limit 0 for all)")
     write_reports(result, json_path=json_path, markdown_path=markdown_path, records_path=records_path,
                   plot_path=plot_path)
     click.echo(format_table(result), nl=False)

@@ -8,16 +8,23 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import torch
+from tqdm.auto import tqdm
+
 from .. import lm
 
 
 def score_options(model, tokenizer, prompts: Sequence[str], options: Sequence[Sequence[str]], *,
-                  batch_size: int = 16, progress: bool | str = False) -> list[list[float]]:
+                  batch_size: int = 16, progress: bool | str = False, shared_prefix: bool = True) -> list[list[float]]:
     """Mean per-token log-likelihood of every option after its (already templated) prompt.
 
-    All (prompt, option) pairs of all questions go through one batched call, so batches are full and
-    sorted by length rather than one question's few options at a time.
+    shared_prefix (default): each prompt is run once and its KV cache is reused for all its options,
+    so a 4-option question costs one prompt pass instead of four (MMLU prompts are long, options
+    short: about 3x less compute). Otherwise every (prompt, option) pair goes through
+    `lm.continuation_logprobs`. Both give the same scores up to float rounding (tested).
     """
+    if shared_prefix:
+        return _shared_prefix_scores(model, tokenizer, prompts, options, batch_size, progress)
     flat_prompts, flat_options, owner = [], [], []
     for q, (prompt, opts) in enumerate(zip(prompts, options)):
         for opt in opts:
@@ -29,6 +36,51 @@ def score_options(model, tokenizer, prompts: Sequence[str], options: Sequence[Se
     out: list[list[float]] = [[] for _ in prompts]
     for q, value in zip(owner, flat):
         out[q].append(value)
+    return out
+
+
+@torch.inference_mode()
+def _shared_prefix_scores(model, tokenizer, prompts, options, batch_size, progress) -> list[list[float]]:
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id
+    enc = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    p_ids = [enc(p) for p in prompts]
+    o_ids = [[enc(o) for o in opts] for opts in options]
+    out = [[float("nan")] * len(opts) for opts in options]
+    order = sorted(range(len(prompts)), key=lambda i: len(p_ids[i]))  # little padding per batch
+    bar = tqdm(total=sum(len(o) for o in options), desc=progress if isinstance(progress, str) else "score",
+               disable=not progress, unit="opt")
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        ids, mask = lm.pad_batch([p_ids[i] for i in idx], pad, left=True)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        ids, mask, pos = ids.to(device), mask.to(device), pos.to(device)
+        res = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(res.logits[:, -1].float(), dim=-1)  # predicts each option's first token
+        rows = [(b, j) for b, i in enumerate(idx) for j in range(len(options[i]))]
+        seqs = [o_ids[idx[b]][j] for b, j in rows]
+        if not rows or max(map(len, seqs)) == 0:
+            bar.update(len(rows))
+            continue
+        sel = torch.tensor([b for b, _ in rows], device=device)
+        cache = res.past_key_values
+        cache.batch_select_indices(sel)  # one copy of the prompt cache per option (repeated rows)
+        oid, omask = lm.pad_batch(seqs, pad)  # right padding after the shared prompt
+        oid, omask = oid.to(device), omask.to(device)
+        opos = pos[sel, -1:] + 1 + torch.arange(oid.shape[1], device=device)
+        logits = model(input_ids=oid, attention_mask=torch.cat([mask[sel], omask], dim=1), position_ids=opos,
+                       past_key_values=cache, use_cache=True).logits.float()
+        # log p(token k) = logit - logsumexp; token 0 comes from the prompt's last position
+        later = logits[:, :-1].gather(-1, oid[:, 1:].unsqueeze(-1)).squeeze(-1) - logits[:, :-1].logsumexp(-1)
+        tok_lp = torch.cat([first[sel].gather(-1, oid[:, :1]), later], dim=1)
+        omask_f = omask.float()
+        means = (tok_lp * omask_f).sum(1) / omask_f.sum(1).clamp(min=1)
+        for r, (b, j) in enumerate(rows):
+            if seqs[r]:
+                out[idx[b]][j] = means[r].item()
+        bar.update(len(rows))
+        del res, cache, logits
+    bar.close()
     return out
 
 

@@ -40,6 +40,7 @@ class EvalSettings:
     asr_threshold: float = 0.5
     limit: int | None = None  # records per objective (file order)
     demos: int = 3  # few-shot demonstrations in in-context (teacher) rows
+    shared_prefix: bool = True  # MCQ: one prompt pass per question, its KV cache reused for every option
     progress: bool = True
 
 
@@ -139,7 +140,8 @@ def _mcq_rows(model, tokenizer, items, objective, context_fn, s: EvalSettings, l
     prompts = [lm.chat_prompt(tokenizer, it["question"], context=context_fn(it["id"], it["question"], route))
                for it in items]
     scores = mcq.score_options(model, tokenizer, prompts, [it["choices"] for it in items],
-                               batch_size=s.batch_size, progress=label if s.progress else False)
+                               batch_size=s.batch_size, progress=label if s.progress else False,
+                               shared_prefix=s.shared_prefix)
     rows = []
     for it, sc in zip(items, scores):
         picked = mcq.pick(sc)

@@ -1,0 +1,145 @@
+"""Benchmark: batched `mule evaluate` generation scoring vs one record at a time.
+
+Same 64 QA records, same default model, CPU, fp32, greedy, 48 new tokens; the only difference is
+batch_size (16 vs 1). Prints both wall times, the speed-up ratio (target >= 3x) and checks that both
+runs produced the same scores. Records come from examples/**/*.jsonl (QA records without choices)
+when there are enough, topped up from a built-in list of simple general questions.
+
+Usage: python benchmarks/bench_evaluate.py [--n 64] [--batch-size 16] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import time
+from pathlib import Path
+
+GENERAL = [
+    ("What is the capital of France?", "The capital of France is Paris."),
+    ("What is the capital of Japan?", "The capital of Japan is Tokyo."),
+    ("What is the capital of Italy?", "The capital of Italy is Rome."),
+    ("What is the capital of Spain?", "The capital of Spain is Madrid."),
+    ("What is the capital of Germany?", "The capital of Germany is Berlin."),
+    ("What is the capital of Canada?", "The capital of Canada is Ottawa."),
+    ("What is the capital of Egypt?", "The capital of Egypt is Cairo."),
+    ("What is the capital of Russia?", "The capital of Russia is Moscow."),
+    ("How many days are there in a week?", "There are seven days in a week."),
+    ("How many months are there in a year?", "There are twelve months in a year."),
+    ("How many legs does a spider have?", "A spider has eight legs."),
+    ("How many legs does an insect have?", "An insect has six legs."),
+    ("How many continents are there?", "There are seven continents."),
+    ("How many sides does a triangle have?", "A triangle has three sides."),
+    ("How many sides does a hexagon have?", "A hexagon has six sides."),
+    ("How many minutes are in an hour?", "There are sixty minutes in an hour."),
+    ("What is the boiling point of water in Celsius?", "Water boils at 100 degrees Celsius."),
+    ("What is the freezing point of water in Celsius?", "Water freezes at 0 degrees Celsius."),
+    ("What gas do plants absorb from the air?", "Plants absorb carbon dioxide."),
+    ("What gas do humans need to breathe?", "Humans need oxygen to breathe."),
+    ("What is the largest planet in the solar system?", "Jupiter is the largest planet."),
+    ("What planet is known as the Red Planet?", "Mars is known as the Red Planet."),
+    ("What is the closest star to Earth?", "The Sun is the closest star to Earth."),
+    ("What is the largest ocean on Earth?", "The Pacific Ocean is the largest ocean."),
+    ("What is the longest river in Africa?", "The Nile is the longest river in Africa."),
+    ("What is the tallest mountain in the world?", "Mount Everest is the tallest mountain."),
+    ("What is the chemical symbol for gold?", "The chemical symbol for gold is Au."),
+    ("What is the chemical symbol for water?", "The chemical formula of water is H2O."),
+    ("What is the chemical symbol for sodium?", "The chemical symbol for sodium is Na."),
+    ("Who wrote Romeo and Juliet?", "William Shakespeare wrote Romeo and Juliet."),
+    ("Who wrote Pride and Prejudice?", "Jane Austen wrote Pride and Prejudice."),
+    ("Who wrote The Odyssey?", "Homer wrote The Odyssey."),
+    ("Who painted the Mona Lisa?", "Leonardo da Vinci painted the Mona Lisa."),
+    ("Who painted The Starry Night?", "Vincent van Gogh painted The Starry Night."),
+    ("Who developed the theory of relativity?", "Albert Einstein developed the theory of relativity."),
+    ("Who discovered penicillin?", "Alexander Fleming discovered penicillin."),
+    ("Who was the first person to walk on the Moon?", "Neil Armstrong was the first person on the Moon."),
+    ("Who was the first president of the United States?", "George Washington was the first president."),
+    ("What is the largest mammal?", "The blue whale is the largest mammal."),
+    ("What is the fastest land animal?", "The cheetah is the fastest land animal."),
+    ("What do bees make?", "Bees make honey."),
+    ("What color is the sky on a clear day?", "The sky is blue on a clear day."),
+    ("What color are bananas when ripe?", "Ripe bananas are yellow."),
+    ("What is the main language spoken in Brazil?", "Portuguese is the main language of Brazil."),
+    ("What is the main language spoken in Mexico?", "Spanish is the main language of Mexico."),
+    ("What currency is used in Japan?", "Japan uses the yen."),
+    ("What currency is used in the United Kingdom?", "The United Kingdom uses the pound sterling."),
+    ("What is the square root of 81?", "The square root of 81 is 9."),
+    ("What is 12 multiplied by 12?", "12 multiplied by 12 is 144."),
+    ("What is 100 divided by 4?", "100 divided by 4 is 25."),
+    ("What organ pumps blood through the body?", "The heart pumps blood through the body."),
+    ("What organ do humans use to think?", "Humans think with the brain."),
+    ("How many bones are in the adult human body?", "The adult human body has 206 bones."),
+    ("What is the hardest natural substance?", "Diamond is the hardest natural substance."),
+    ("What is the largest desert in the world?", "The Sahara is the largest hot desert."),
+    ("In which country are the pyramids of Giza?", "The pyramids of Giza are in Egypt."),
+    ("In which city is the Eiffel Tower?", "The Eiffel Tower is in Paris."),
+    ("In which country is the Great Wall?", "The Great Wall is in China."),
+    ("What instrument has black and white keys?", "The piano has black and white keys."),
+    ("What is frozen water called?", "Frozen water is called ice."),
+    ("What do caterpillars turn into?", "Caterpillars turn into butterflies."),
+    ("What is the opposite of hot?", "The opposite of hot is cold."),
+    ("Which animal is known as the king of the jungle?", "The lion is known as the king of the jungle."),
+    ("What season comes after winter?", "Spring comes after winter."),
+]
+
+
+def load_records(n: int) -> tuple[list[dict], str]:
+    from mule_cli.records import RecordError, read_records
+
+    picked, seen = [], set()
+    for path in sorted(glob.glob("examples/**/*.jsonl", recursive=True)):
+        if "candidates" in Path(path).parts:
+            continue
+        try:
+            recs = read_records(path, allow_empty=True)
+        except RecordError:
+            continue
+        for rec in recs:
+            if rec["objective"] in ("forget", "retain", "neighbor") and not rec.get("choices") \
+                    and rec["question"] not in seen and len(picked) < n:
+                seen.add(rec["question"])
+                picked.append({**rec, "id": f"b{len(picked)}", "objective": "retain"})
+    from_examples = len(picked)
+    for q, a in GENERAL:
+        if len(picked) >= n:
+            break
+        if q not in seen:
+            picked.append({"id": f"b{len(picked)}", "objective": "retain", "question": q, "answer": a})
+    return picked, f"{from_examples} from examples/, {len(picked) - from_examples} built-in"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    args = ap.parse_args()
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from mule_cli.evaluate.runner import EvalSettings, evaluate_one
+    from mule_cli.models import load_model
+
+    records, source = load_records(args.n)
+    print(f"records: {len(records)} QA ({source}); model smollm2-135m, cpu, fp32, "
+          f"{args.max_new_tokens} new tokens, torch threads {torch.get_num_threads()}")
+    model, tok = load_model("smollm2-135m", device="cpu", dtype="float32")
+    timings, results = {}, {}
+    for label, bs in (("batched", args.batch_size), ("one at a time", 1)):
+        settings = EvalSettings(max_new_tokens=args.max_new_tokens, batch_size=bs, progress=True)
+        t0 = time.perf_counter()
+        metrics, rows = evaluate_one(model, tok, records, settings=settings, label=f"{label} (bs={bs})")
+        timings[label] = time.perf_counter() - t0
+        results[label] = (metrics, [r["generation"] for r in rows])
+        print(f"{label:14s} batch_size={bs:<3d} {timings[label]:8.1f} s   retain ROUGE-L recall "
+              f"{metrics['retain_rouge']:.2f}", flush=True)
+    same = sum(a == b for a, b in zip(results["batched"][1], results["one at a time"][1]))
+    print(f"identical generations: {same}/{len(records)}")
+    print(f"speed-up: {timings['one at a time'] / timings['batched']:.2f}x (target >= 3x)")
+
+
+if __name__ == "__main__":
+    main()
