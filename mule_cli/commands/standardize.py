@@ -37,9 +37,9 @@ same names, or headerless MMLU CSV (question,A,B,C,D,letter). `-` reads stdin.
 @click.option("--generator", default=DEFAULT_MODEL, show_default=True,
               help="Instruct model that writes QA pairs from passages (and neighbour topics), or `none` for the "
                    "deterministic cloze extractor (no model). Only loaded when passages/--neighbors need it.")
-@click.option("--per-passage", default=3, show_default=True, type=click.IntRange(1),
-              help="QA pairs asked per passage chunk (generator).")
-@click.option("--min-overlap", default=0.6, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--per-chunk", default=2, show_default=True, type=click.IntRange(1),
+              help="QA pairs asked per passage chunk of one or two sentences (generator).")
+@click.option("--min-overlap", default=0.75, show_default=True, type=click.FloatRange(0, 1),
               help="Keep a generated pair only if this share of its answer's words occurs in the passage.")
 @click.option("--fallback/--no-fallback", default=True, show_default=True,
               help="Use the cloze extractor for passages where the generator produced no valid pair.")
@@ -70,7 +70,7 @@ same names, or headerless MMLU CSV (question,A,B,C,D,letter). `-` reads stdin.
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @seed_option
 @device_options
-def standardize(inputs, fmt, objectives, generator, per_passage, min_overlap, fallback, target, domain, neighbors,
+def standardize(inputs, fmt, objectives, generator, per_chunk, min_overlap, fallback, target, domain, neighbors,
                 neighbor_qa, neighbor_corpus, mcq, distractors, refusal, anchors, known_by, known_threshold,
                 split_spec, train_out, eval_out, output, batch_size, quiet, seed, device, dtype):
     """Turn raw corpora (text, markdown, JSONL, CSV, MCQ) into unified QA records with neighbours and anchors."""
@@ -89,7 +89,7 @@ def standardize(inputs, fmt, objectives, generator, per_passage, min_overlap, fa
             raise MuleError("--split writes two files: give -o FILE (-> FILE.train/.eval) or --eval-out FILE")
         if eval_out == "-":
             raise MuleError("--eval-out cannot be stdout; only the train side may go to stdout")
-    result = run(list(inputs), fmt=fmt, objectives=objectives, generator=generator, per_passage=per_passage,
+    result = run(list(inputs), fmt=fmt, objectives=objectives, generator=generator, per_chunk=per_chunk,
                  min_overlap=min_overlap, fallback=fallback, target=target, domain=domain, neighbors=neighbors,
                  neighbor_qa=neighbor_qa, neighbor_corpus=neighbor_corpus, mcq=mcq, n_distractors=distractors,
                  refusal=refusal, anchors=anchors, known_by=known_by, known_threshold=known_threshold,

@@ -38,7 +38,7 @@ CONCEPT_DEMO = ("Q: Who wrote The Chronicles of Narnia?\nA: C. S. Lewis\n"
 
 _Q_RE = re.compile(r"^\s*(?:\d+[.)]\s*)?(?:\*\*)?(?:Q|Question)\s*\d*\s*[:.)]\s*(?:\*\*)?\s*(.+)$", re.I)
 _A_RE = re.compile(r"^\s*(?:\d+[.)]\s*)?(?:\*\*)?(?:A|Answer)\s*\d*\s*[:.)]\s*(?:\*\*)?\s*(.+)$", re.I)
-MAX_ANSWER_WORDS = 25
+MAX_ANSWER_WORDS = 12  # focused QA: a short phrase, not a paraphrase of the passage
 
 
 def parse_qa(text: str) -> list[tuple[str, str]]:
@@ -69,23 +69,24 @@ def clean_pair(question: str, answer: str) -> tuple[str, str] | None:
     if not question.endswith("?"):
         question = question.rstrip(".") + "?"
     a_toks = set(content_tokens(answer))
-    if a_toks and a_toks <= set(content_tokens(question)):
-        return None  # the answer is already in the question
+    new = a_toks - set(content_tokens(question))
+    if a_toks and 2 * len(new) < len(a_toks):
+        return None  # the answer mostly repeats the question ("Who is Harry Potter?" -> "Harry Potter's parents")
     return question, answer
 
 
-def chunk_passage(text: str, max_words: int = 120) -> list[str]:
-    """Split long passages at sentence boundaries so a small model sees one focused chunk at a time."""
+def chunk_passage(text: str, max_words: int = 120) -> list[tuple[int, str]]:
+    """(offset, chunk) pieces cut at sentence boundaries, so a small model sees one focused chunk at a time."""
     chunks, cur, n = [], [], 0
-    for _, sent in split_sentences(text):
+    for off, sent in split_sentences(text):
         k = len(sent.split())
         if cur and n + k > max_words:
-            chunks.append(" ".join(cur))
+            chunks.append((cur[0][0], " ".join(s for _, s in cur)))
             cur, n = [], 0
-        cur.append(sent)
+        cur.append((off, sent))
         n += k
     if cur:
-        chunks.append(" ".join(cur))
+        chunks.append((cur[0][0], " ".join(s for _, s in cur)))
     return chunks
 
 
@@ -104,23 +105,29 @@ class QAGenerator:
         return generate(self.model, self.tok, prompts, max_new_tokens=max_new_tokens or self.max_new_tokens,
                         batch_size=self.batch_size, cut_blank_line=False, progress=desc if self.progress else False)
 
-    def qa_from_passages(self, passages: list[str], per_chunk: int = 3, min_overlap: float = 0.6,
-                         chunk_words: int = 50):
-        """For each passage: list of (question, answer) pairs whose answers the passage supports.
+    def qa_from_passages(self, passages: list[str], per_chunk: int = 2, min_overlap: float = 0.75,
+                         chunk_words: int = 35):
+        """For each passage: a list of (chunk offset, chunk text, [(question, answer), ...]) per chunk.
 
-        Passages are cut into chunks of about `chunk_words` words: a small model asked about a short
-        chunk stays on its facts; asked about a long one it repeats itself."""
-        chunk_of = [(i, c) for i, p in enumerate(passages) for c in chunk_passage(p, chunk_words)]
+        Passages are cut into chunks of about `chunk_words` words (one or two sentences): a small model
+        asked about a short chunk stays on its facts; asked about a long one it repeats itself. Pairs whose
+        answer the chunk does not support (lexical overlap) are dropped, repeats are removed."""
+        chunk_of = [(i, off, c) for i, p in enumerate(passages) for off, c in chunk_passage(p, chunk_words)]
         demo = QA_INSTRUCTION.format(n=3, passage=DEMO_PASSAGE)
-        outs = self._ask([QA_INSTRUCTION.format(n=per_chunk, passage=c) for _, c in chunk_of], demo, DEMO_QA,
+        outs = self._ask([QA_INSTRUCTION.format(n=per_chunk, passage=c) for _, _, c in chunk_of], demo, DEMO_QA,
                          f"generate QA ({self.name})", max_new_tokens=min(self.max_new_tokens, 40 * per_chunk + 8))
-        result: list[list[tuple[str, str]]] = [[] for _ in passages]
-        for (i, chunk), text in zip(chunk_of, outs):
+        result: list[list] = [[] for _ in passages]
+        seen: list[set] = [set() for _ in passages]
+        for (i, off, chunk), text in zip(chunk_of, outs):
+            pairs = []
             for q, a in parse_qa(text)[: per_chunk]:
                 pair = clean_pair(q, a)
-                if pair and overlap(pair[1], chunk) >= min_overlap:
-                    result[i].append(pair)
-        return [dedupe(pairs) for pairs in result]
+                key = pair and normalize_question(pair[0])
+                if pair and key not in seen[i] and overlap(pair[1], chunk) >= min_overlap:
+                    seen[i].add(key)
+                    pairs.append(pair)
+            result[i].append((off, chunk, pairs))
+        return result
 
     def neighbor_concepts(self, target: str, n: int) -> list[str]:
         """Up to n topics adjacent to but outside `target` (topics naming the target are dropped)."""

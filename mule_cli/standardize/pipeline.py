@@ -89,41 +89,44 @@ def _name(spec) -> str:
     return str(spec)
 
 
-def passages_to_qa(passages: list[Passage], generator, *, per_passage: int, min_overlap: float, models: _Models,
+def passages_to_qa(passages: list[Passage], generator, *, per_chunk: int, min_overlap: float, models: _Models,
                    batch_size: int, progress: bool, fallback: bool = True) -> tuple[list[dict], dict]:
     """QA records (without ids) for all passages; counts per method in the stats."""
     stats = {"passages": len(passages), "generated": 0, "cloze": 0, "empty_passages": 0}
     if not passages:
         return [], stats
-    generated: list[list[tuple[str, str]]] = [[] for _ in passages]
     gen_name = None
+    chunks = None
     if generator not in NO_GENERATOR and generator is not None:
         from .generate import QAGenerator
 
         model, tok = models.get(generator)
         gen_name = _name(generator)
         gen = QAGenerator(model, tok, gen_name, batch_size=batch_size, progress=progress)
-        generated = gen.qa_from_passages([p.text for p in passages], per_chunk=per_passage, min_overlap=min_overlap)
+        chunks = gen.qa_from_passages([p.text for p in passages], per_chunk=per_chunk, min_overlap=min_overlap)
     out = []
-    for p, pairs in zip(passages, generated):
+    for k, p in enumerate(passages):
         base = {"objective": p.objective, **({"domain": p.domain} if p.domain else {})}
-        if pairs:
-            for q, a in pairs:
-                out.append({**base, "question": q, "answer": a, "source": p.source, "generator": gen_name})
-            stats["generated"] += len(pairs)
-            continue
-        if gen_name and not fallback:
-            stats["empty_passages"] += 1
-            continue
-        cloze = extract_cloze(p.text, max_questions=None if gen_name is None else per_passage)
-        if not cloze:
-            stats["empty_passages"] += 1
         name = p.source.rsplit(":", 1)[0]
-        for q, a, offset in cloze:
+
+        def where(offset: int) -> str:
             line = p.line_at(offset)
-            src = f"{name}:{line}" if line is not None else p.source
-            out.append({**base, "question": q, "answer": a, "source": src, "generator": "cloze"})
-            stats["cloze"] += 1
+            return f"{name}:{line}" if line is not None else p.source
+
+        # with a generator: its pairs per chunk, and cloze questions for chunks it gave nothing for
+        pieces = chunks[k] if chunks is not None else [(0, p.text, [])]
+        before = len(out)
+        for offset, text, pairs in pieces:
+            for q, a in pairs:
+                out.append({**base, "question": q, "answer": a, "source": where(offset), "generator": gen_name})
+            stats["generated"] += len(pairs)
+            if pairs or (gen_name and not fallback):
+                continue
+            for q, a, off in extract_cloze(text, max_questions=per_chunk if gen_name else None):
+                out.append({**base, "question": q, "answer": a, "source": where(offset + off), "generator": "cloze"})
+                stats["cloze"] += 1
+        if len(out) == before:
+            stats["empty_passages"] += 1
     return out, stats
 
 
@@ -159,8 +162,8 @@ def _dedupe(records: list[dict]) -> tuple[list[dict], int]:
     return out, dropped
 
 
-def standardize(inputs, *, fmt: str = "auto", objectives=(), generator="none", per_passage: int = 3,
-                min_overlap: float = 0.6, fallback: bool = True, target: str | None = None,
+def standardize(inputs, *, fmt: str = "auto", objectives=(), generator="none", per_chunk: int = 2,
+                min_overlap: float = 0.75, fallback: bool = True, target: str | None = None,
                 domain: str | None = None, neighbors: int = 0, neighbor_qa: int = 3, neighbor_corpus=(),
                 mcq: bool = False, n_distractors: int = 3, refusal: str = REFUSAL, anchors: bool = True,
                 known_by=None, known_threshold: float = 0.5, eval_share: float | None = None, seed: int = 0,
@@ -192,7 +195,7 @@ def standardize(inputs, *, fmt: str = "auto", objectives=(), generator="none", p
                                 f"(also at {seen_ids[it.record['id']]})")
             seen_ids[it.record["id"]] = it.where
     new = [it.record for it in loaded.items if not it.unified]
-    qa, stats["passages"] = passages_to_qa(loaded.passages, generator, per_passage=per_passage,
+    qa, stats["passages"] = passages_to_qa(loaded.passages, generator, per_chunk=per_chunk,
                                            min_overlap=min_overlap, models=models, batch_size=batch_size,
                                            progress=progress, fallback=fallback)
     new += qa
