@@ -1,0 +1,173 @@
+#!/usr/bin/env python
+"""Benchmark one real `mule distill` training step on the default model: fused loss vs reference.
+
+A step = teacher forward (inference mode, intention prompt + demos in context) + student forward at the
+response positions + the `ours` loss per objective + backward + AdamW update, on a fixed batch of
+records drawn from examples/harry_potter (all four objectives mixed, as in training).
+
+Each implementation runs in its own child process so allocator state never leaks between them.
+Peak memory:
+  * CPU: the child resets the resident-set high-water mark (`echo 5 > /proc/self/clear_refs`) right
+    before the measured step, reads VmRSS as the baseline, and reports VmHWM - baseline: the extra
+    physical memory the step needed on top of models, optimizer state and inputs. Linux only.
+  * CUDA: torch.cuda.max_memory_allocated() - memory_allocated() around the measured step.
+Time: median over --repeats steps after --warmup steps. tokens/s counts student + teacher tokens.
+
+Examples:
+  python benchmarks/bench_distill.py                    # default model, CPU (fp32) or GPU (bf16 autocast)
+  python benchmarks/bench_distill.py --batch-size 4 --repeats 2 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HP = ROOT / "examples" / "harry_potter"
+
+
+def _rss_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def _records(n: int) -> list[dict]:
+    from mule_cli.records import read_records
+
+    pools = [read_records(HP / f"{name}.jsonl") for name in ("forget", "retain", "neighbor")]
+    forget = pools[0]
+    adversarial = [{**r, "id": r["id"] + "-adv", "objective": "adversarial", "prefill": "Sure, here is the answer:"}
+                   for r in forget]
+    pools.append(adversarial)
+    out, i = [], 0
+    while len(out) < n:
+        pool = pools[i % 4]
+        out.append(pool[(i // 4) % len(pool)])
+        i += 1
+    return out, forget + pools[1] + pools[2] + adversarial
+
+
+def child(args) -> dict:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from mule_cli.distill.batches import build_examples, collate
+    from mule_cli.distill.config import DistillConfig
+    from mule_cli.distill.forward import ResponseLogits
+    from mule_cli.distill.methods import loss_sums, spec_for
+    from mule_cli.distill.teacher import Teacher
+    from mule_cli.intentions import build_intentions
+    from mule_cli.models import pick_device, pick_dtype, resolve_model, load_tokenizer
+    from transformers import AutoModelForCausalLM
+
+    device = pick_device(args.device)
+    dtype = pick_dtype("auto", device)
+    autocast = dtype if dtype != torch.float32 else None
+    path = resolve_model(args.model)
+    tok = load_tokenizer(path)
+    cfg = DistillConfig(data=["-"], model=args.model, loss_impl=args.impl, demos=args.demos, progress=False)
+    spec = spec_for(cfg)
+    batch_records, all_records = _records(args.batch_size)
+    prompts = build_intentions(path=HP / "intentions.json")
+    examples = build_examples(batch_records, tok, method="ours", prompts=prompts, n_demos=args.demos)
+    # demos come from the whole pool, as in a real run
+    from mule_cli.distill import batches as B
+
+    for e, r in zip(examples, batch_records):
+        t_prompt = B.teacher_prompt(tok, r, all_records, prompts, "oracle", args.demos)
+        e.teacher_ids = tok(t_prompt, add_special_tokens=False)["input_ids"] + e.response_ids
+    batch = collate(examples, tok.pad_token_id)
+    tokens = batch.tokens()
+    teacher = Teacher(AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device), 0.0, autocast)
+    lm = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(device).train()
+    student = ResponseLogits(lm)
+    opt = torch.optim.AdamW(student.parameters(), lr=1e-5)
+    cuda = device.startswith("cuda")
+
+    def step():
+        with torch.autocast(torch.device(device).type, dtype=autocast, enabled=autocast is not None):
+            s = student(*(t.to(device) for t in (batch.student.input_ids, batch.student.attention_mask,
+                                                  batch.student.positions)))
+        terms = loss_sums(spec, cfg, batch, s.float(), teacher)
+        loss = sum(v / max(1, int(batch.student.valid[[i for i, e in enumerate(examples) if e.objective == o]].sum()))
+                   for o, v in terms.items())
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    # memory of one more step, measured in isolation
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        peak_mb = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        Path("/proc/self/clear_refs").write_text("5")
+        base = _rss_kb("VmRSS")
+        step()
+        peak_mb = (_rss_kb("VmHWM") - base) / 1024
+    from mule_cli.kernels import backend
+
+    med = statistics.median(times)
+    return {"impl": args.impl, "backend": backend(device) if args.impl != "reference" else "reference",
+            "device": device, "dtype": str(dtype), "batch": args.batch_size, "tokens": tokens,
+            "response_positions": int(batch.student.valid.sum()), "step_s": med, "tokens_per_s": tokens / med,
+            "peak_extra_mb": peak_mb, "torch_threads": torch.get_num_threads()}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--demos", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--json", help="Also write the results here.")
+    ap.add_argument("--child", dest="impl", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.impl:
+        print(json.dumps(child(args)))
+        return
+    rows = {}
+    for impl in ("reference", "fused"):
+        cmd = [sys.executable, __file__, "--child", impl, *sys.argv[1:]]
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if res.returncode != 0:
+            sys.exit(f"{impl} run failed:\n{res.stderr[-3000:]}")
+        rows[impl] = json.loads(res.stdout.strip().splitlines()[-1])
+    ref, fused = rows["reference"], rows["fused"]
+    print(f"device {ref['device']} ({ref['dtype']}), batch {ref['batch']} records, {ref['tokens']} tokens "
+          f"(student+teacher), {ref['response_positions']} response positions, torch threads {ref['torch_threads']}")
+    print(f"{'impl':<10} {'backend':<11} {'step s':>8} {'tokens/s':>10} {'peak extra MB':>14}")
+    for r in (ref, fused):
+        print(f"{r['impl']:<10} {r['backend']:<11} {r['step_s']:>8.3f} {r['tokens_per_s']:>10.1f} {r['peak_extra_mb']:>14.1f}")
+    print(f"fused/reference: time x{fused['step_s'] / ref['step_s']:.3f}, "
+          f"peak extra memory x{fused['peak_extra_mb'] / max(ref['peak_extra_mb'], 1e-9):.3f}, "
+          f"tokens/s x{fused['tokens_per_s'] / ref['tokens_per_s']:.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
