@@ -13,8 +13,9 @@ scores 0.5 against any sentence that contains "the"; and an answer word the ques
 contains is free for the model to echo):
 - the *novel* tokens of an answer are its content tokens (stemmed, stop words dropped) that do not
   occur in the question; a candidate without novel tokens is never kept;
-- a record is kept only if its ROUGE-L recall reaches --threshold AND more than half of its novel
-  tokens appear in the generation (both words of a two-word name, two of three, ...).
+- a record is kept only if its ROUGE-L recall reaches --threshold AND its novel tokens appear in
+  the generation: all of them when there are at most three (a name is known only if every part of
+  it is right: "John Terry" is not "John Williams"), more than half of them for longer answers.
 
 Generations are cached in `candidates/probe_cache.jsonl` keyed by (model, question), so adding
 candidates and re-running only asks the new questions. Every generation and score lands in
@@ -51,6 +52,13 @@ def novel_recall(answer: str, question: str, generation: str) -> tuple[float, in
         return 0.0, 0
     have = set(_tokens(generation))
     return sum(t in have for t in novel) / len(novel), len(novel)
+
+
+def novel_ok(share: float, n: int) -> bool:
+    """All novel tokens of a short answer (<= 3), a majority of a longer one."""
+    if n == 0:
+        return False
+    return share >= 1.0 - 1e-9 if n <= 3 else share > 0.5
 
 
 def load_cache(path: Path, model: str) -> dict[str, str]:
@@ -105,7 +113,7 @@ def probe(domain: Path, model_name: str, threshold: float, batch_size: int, thre
             gen = cache[rec["question"]]
             recall, f1 = rouge_l(rec["answer"], gen)
             novel, n_novel = novel_recall(rec["answer"], rec["question"], gen)
-            known = recall >= threshold and n_novel > 0 and novel > 0.5
+            known = recall >= threshold and novel_ok(novel, n_novel)
             report.append({"id": rec["id"], "objective": obj, "question": rec["question"], "answer": rec["answer"],
                            "generation": gen, "recall": round(recall, 3), "f1": round(f1, 3),
                            "novel_recall": round(novel, 3), "answer_in_question": n_novel == 0,
