@@ -1,4 +1,4 @@
-"""Data parallelism: `torchrun --nproc-per-node 2` (gloo, CPU) gives the weights one process gives
+"""Data parallelism: `torchrun --nproc-per-node 2` (gloo, CPU; DDP and FSDP2) gives the weights one process gives
 for the same global batch — the per-objective means are normalised by global unit counts."""
 
 from __future__ import annotations
@@ -20,6 +20,12 @@ def _args(model_dir, data, out):
             "-o", str(out), "--max-steps", "2", "--batch-size", "4", "--lr", "1e-3", "--loss-impl", "reference", "-q"]
 
 
+def _torchrun(args, env):
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                             "-m", "mule_cli.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def test_two_gloo_processes_match_one_process(tiny_model_dir, tmp_path):
     data = write_jsonl(tmp_path / "d.jsonl", RECORDS)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -28,17 +34,18 @@ def test_two_gloo_processes_match_one_process(tiny_model_dir, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run([sys.executable, "-m", "mule_cli.cli", *_args(tiny_model_dir, data, one)], check=True, env=env,
                    capture_output=True, timeout=300)
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                             "-m", "mule_cli.cli", *_args(tiny_model_dir, data, two)], env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    _torchrun(_args(tiny_model_dir, data, two), env)
+    sharded = tmp_path / "fsdp"
+    _torchrun([*_args(tiny_model_dir, data, sharded), "--fsdp"], env)
     assert json.loads((two / "run.json").read_text())["world_size"] == 2
     a = load_file(str(one / "model" / "model.safetensors"))
     b = load_file(str(two / "model" / "model.safetensors"))
+    c = load_file(str(sharded / "model" / "model.safetensors"))
     base = load_file(str(tiny_model_dir / "model.safetensors"))
     assert any(not torch.equal(a[k], base[k]) for k in a)  # training did something
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+        assert torch.allclose(a[key], c[key], atol=1e-5, rtol=1e-4), key
     log1 = [json.loads(x) for x in (one / "train_log.jsonl").read_text().splitlines()]
     log2 = [json.loads(x) for x in (two / "train_log.jsonl").read_text().splitlines()]
     for r1, r2 in zip(log1, log2):

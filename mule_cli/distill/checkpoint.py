@@ -36,18 +36,10 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _optimizer_state(module, optimizer):
-    if D.is_fsdp(module):
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-        return FSDP.optim_state_dict(module, optimizer)
-    return optimizer.state_dict()
-
-
 def save(out_dir: Path, module, optimizer, scheduler, trainer: dict, dist: D.Dist) -> Path:
     """Write DIR/checkpoint atomically (rank 0 writes; every rank joins the collectives)."""
     model_state = D.full_state_dict(module)
-    optim_state = _optimizer_state(module, optimizer)
+    optim_state = D.full_optimizer_state(module, optimizer)
     final = out_dir / NAME
     if dist.main:
         tmp = Path(tempfile.mkdtemp(prefix=f".{NAME}.", dir=out_dir))
@@ -89,17 +81,7 @@ def load(out_dir: Path, module, optimizer, scheduler) -> dict:
         trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=False)
     except Exception as exc:  # a damaged file: say which
         raise MuleError(f"{path}: cannot read checkpoint ({exc})") from None
-    if D.is_fsdp(module):
-        from torch.distributed.fsdp import FullStateDictConfig, StateDictType
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-        with FSDP.state_dict_type(module, StateDictType.FULL_STATE_DICT, FullStateDictConfig(rank0_only=False)):
-            module.load_state_dict(model_state)
-        optim_state = FSDP.optim_state_dict_to_load(module, optimizer, optim_state)
-    else:
-        inner = module.module if hasattr(module, "module") else module
-        inner.load_state_dict(model_state)
-    optimizer.load_state_dict(optim_state)
+    D.load_full_state(module, optimizer, model_state, optim_state)
     scheduler.load_state_dict(trainer["scheduler"])
     set_rng_state(trainer["rng"])
     return trainer

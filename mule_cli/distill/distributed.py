@@ -72,15 +72,15 @@ def wrap(module: torch.nn.Module, dist: Dist, *, fsdp: bool, device: str) -> tor
     """DDP by default; FSDP (full sharding of each decoder block) for models that do not fit one GPU."""
     if not dist.enabled:
         return module
-    if fsdp:
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-        from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+    if fsdp:  # FSDP2: each decoder block its own shard group, the root holds embeddings and head
+        from torch.distributed.fsdp import fully_shard
 
         from .forward import decoder_layers
 
-        block_types = {type(b) for b in decoder_layers(module)}
-        kwargs = {"device_id": torch.device(device)} if device.startswith("cuda") else {}
-        return FSDP(module, auto_wrap_policy=ModuleWrapPolicy(block_types), use_orig_params=True, **kwargs)
+        for block in decoder_layers(module):
+            fully_shard(block)
+        fully_shard(module)
+        return module
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     ids = [torch.device(device).index] if device.startswith("cuda") else None
@@ -88,26 +88,58 @@ def wrap(module: torch.nn.Module, dist: Dist, *, fsdp: bool, device: str) -> tor
 
 
 def is_fsdp(module) -> bool:
-    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    from torch.distributed.fsdp import FSDPModule
 
-    return isinstance(module, FSDP)
+    return isinstance(module, FSDPModule)
+
+
+@contextlib.contextmanager
+def _fsdp_no_sync(module):
+    module.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        module.set_requires_gradient_sync(True)
 
 
 def no_sync(module, active: bool):
     """Skip the gradient all-reduce on all but the last micro-batch of a step."""
-    if active and hasattr(module, "no_sync"):
+    if not active:
+        return contextlib.nullcontext()
+    if is_fsdp(module):
+        return _fsdp_no_sync(module)
+    if hasattr(module, "no_sync"):
         return module.no_sync()
     return contextlib.nullcontext()
 
 
 def full_state_dict(module) -> dict:
-    """The unwrapped model's full state dict (gathered to rank 0 on CPU under FSDP)."""
+    """The unwrapped model's full state dict (gathered on CPU under FSDP; every rank must call it)."""
     if is_fsdp(module):
-        from torch.distributed.fsdp import FullStateDictConfig, StateDictType
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        cfg = FullStateDictConfig(offload_to_cpu=True, rank0_only=True)
-        with FSDP.state_dict_type(module, StateDictType.FULL_STATE_DICT, cfg):
-            return module.state_dict()
+        return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     inner = module.module if hasattr(module, "module") else module
     return inner.state_dict()
+
+
+def full_optimizer_state(module, optimizer) -> dict:
+    if is_fsdp(module):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        return get_optimizer_state_dict(module, optimizer,
+                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return optimizer.state_dict()
+
+
+def load_full_state(module, optimizer, model_state: dict, optim_state: dict) -> None:
+    if is_fsdp(module):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+
+        opts = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(module, model_state, options=opts)
+        set_optimizer_state_dict(module, optimizer, optim_state, options=opts)
+        return
+    inner = module.module if hasattr(module, "module") else module
+    inner.load_state_dict(model_state)
+    optimizer.load_state_dict(optim_state)

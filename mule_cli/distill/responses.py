@@ -22,6 +22,9 @@ MAX_NEW_TOKENS = 48
 def cache_path(model_path: str, prompts: Sequence[str]) -> Path:
     h = hashlib.sha256()
     h.update(str(model_path).encode())
+    for f in sorted(Path(model_path).glob("*.safetensors")):  # a retrained folder at the same path is a new key
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
     h.update(str(MAX_NEW_TOKENS).encode())
     for p in prompts:
         h.update(b"\0" + p.encode())

@@ -318,10 +318,9 @@ def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dis
     grad_norm = float("nan")
     if finite:
         params = [p for p in module.parameters() if p.requires_grad]
-        if hasattr(module, "clip_grad_norm_"):  # FSDP computes the norm over shards
-            norm = module.clip_grad_norm_(cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
-        else:
-            norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+        if hasattr(norm, "full_tensor"):  # FSDP2: the norm is a DTensor over the shards
+            norm = norm.full_tensor()
         grad_norm = float(norm)
         finite = math.isfinite(grad_norm)
     row = {"loss": loss_value, "per_objective": per_objective, "tokens": stats[-2].item(), "finite": finite,
