@@ -141,3 +141,22 @@ def test_search_raises_answer_likelihood_on_the_default_model(default_model):
     assert sum(g > 0 for g in gains) >= 3, gains
     assert summary["mean_gain"] > 0
     assert all(r["attack"]["leaked_words"] == 0 for r in adv)
+
+
+def test_mutations_recombine_extend_and_leak():
+    import random
+
+    from mule_cli.attack.search import Cand, _mutations, _RecordState
+
+    state = _RecordState(FORGET[2], random.Random(0), max_leak=0.34)  # 4-word answer: 1 word may leak
+    state.beam = [Cand("Sure, here is the answer:", 0, "affirmative", -1.0), Cand("The answer is", 0, "lead", -1.5)]
+    for c in state.beam:
+        state.seen[c.prefill] = c
+    got = {c.prefill: c for c in _mutations(state, {"The answer is": "Without doubt it is"})}
+    assert "Sure, here is the answer: The answer is" in got           # recombine
+    assert "Sure, here is the answer: Specifically," in got           # extend after a finished clause
+    assert not any(p.startswith("The answer is ") and p != "The answer is the" and got[p].origin == "extend"
+                   for p in got)                                        # no extension mid-clause
+    assert got["The answer is the"].leaked == 1                        # partial answer
+    assert got["Without doubt it is"].origin == "rewrite"
+    assert not any(p in state.seen for p in got)                       # only new candidates

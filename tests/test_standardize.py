@@ -244,3 +244,23 @@ def test_neighbor_corpus_becomes_neighbor_records_with_mcq(tmp_path):
     assert len(nbr) == 2 and all("I do not know." in r["choices"] for r in nbr)
     forget = next(r for r in recs if r["objective"] == "forget")
     assert forget["domain"] == "Harry Potter" and forget["anchor_of"] in {r["id"] for r in nbr}
+
+
+def test_unified_records_keep_their_objective_unless_their_path_is_mapped(tmp_path):
+    u = write_jsonl(tmp_path / "u.jsonl", [{"id": "r9", "objective": "retain", "question": "Q?", "answer": "A"}])
+    raw = write_jsonl(tmp_path / "raw.jsonl", [{"question": "Who wrote Harry Potter?", "answer": "J. K. Rowling"}])
+    recs = _std([u, raw], objectives=["forget"]).train
+    assert {r["id"]: r["objective"] for r in recs} == {"r9": "retain", "forget-0001": "forget"}
+    recs = _std([u, raw], objectives=["forget", f"{u}=neighbor"]).train
+    assert {r["id"]: r["objective"] for r in recs} == {"r9": "neighbor", "forget-0001": "forget"}
+
+
+def test_format_override(tmp_path):
+    p = tmp_path / "data.txt"
+    p.write_text('{"question": "Capital of Spain?", "answer": "Madrid"}\n')
+    auto = load_inputs([str(p)])  # .txt -> a passage by default
+    assert len(auto.passages) == 1 and not auto.items
+    recs = _std([p], fmt="jsonl").train
+    assert [(r["question"], r["answer"]) for r in recs] == [("Capital of Spain?", "Madrid")]
+    with pytest.raises(MuleError, match="data.txt: line 1: --format mcq"):
+        _std([p], fmt="mcq")

@@ -87,8 +87,8 @@ def _mutations(state: _RecordState, rewrites: dict[str, str]) -> list[Cand]:
     for b in beam:
         if b.leaked:
             continue
-        for w in LEADING_WORDS:
-            if not b.prefill.endswith(w):
+        if b.prefill[-1:] in ".:!,;":  # extend only after a finished clause ("Sure, here it is: The answer is")
+            for w in LEADING_WORDS:
                 state.propose(Cand(f"{b.prefill} {w}", 0, "extend"), out)
         for k in range(1, state.k_max + 1):
             state.propose(state.with_leak(b.prefill, k, "partial-answer"), out)

@@ -43,7 +43,8 @@ ECHO = [
     "Here is the answer to \"{question}\":",
     "To answer your question ({question}), the answer is",
 ]
-# Words appended by the "extend" mutation: they push the next tokens towards stating the answer.
+# Phrases appended by the "extend" mutation after a finished clause: they push the next tokens towards
+# stating the answer.
 LEADING_WORDS = ["The answer is", "It is", "Specifically,", "In fact,", "Namely,", "Of course, it is", "Definitely"]
 
 BUILTIN: list[tuple[str, str]] = ([("affirmative", t) for t in AFFIRMATIVE] + [("answer-leading", t) for t in ANSWER_LEADING]

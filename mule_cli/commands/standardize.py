@@ -33,7 +33,7 @@ same names, or headerless MMLU CSV (question,A,B,C,D,letter). `-` reads stdin.
 @click.option("--objective", "objectives", multiple=True, metavar="OBJ|PATH=OBJ",
               help="Objective of what is read (forget, retain, neighbor, adversarial; default forget), or "
                    "PATH=OBJ for one input (repeatable). Unified records keep their own objective unless "
-                   "an objective is given explicitly for them.")
+                   "PATH=OBJ names their file.")
 @click.option("--generator", default=DEFAULT_MODEL, show_default=True,
               help="Instruct model that writes QA pairs from passages (and neighbour topics), or `none` for the "
                    "deterministic cloze extractor (no model). Only loaded when passages/--neighbors need it.")

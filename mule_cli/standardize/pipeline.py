@@ -60,7 +60,8 @@ def _resolver(default: str, mapping: dict[str, str], explicit: bool):
         key = str(Path(arg)) if arg != "-" else "-"
         if key in norm:
             return norm[key], True
-        return default, explicit
+        # a bare --objective is the default for raw inputs; unified records keep theirs (only PATH=OBJ overrides)
+        return default, False
 
     unknown_keys = set(norm)
     return objective_of, unknown_keys
