@@ -29,7 +29,7 @@ Examples:
 @click.option("--data", multiple=True, required=True, help="Evaluation records, JSONL (repeatable; - = stdin).")
 @click.option("--mmlu", default="auto", show_default=True,
               help="MMLU-format JSONL; auto = the file cached by `mule data mmlu` if present; none = skip.")
-@click.option("--mmlu-limit", type=click.IntRange(min=0), default=200, show_default=True,
+@click.option("--mmlu-limit", type=click.IntRange(min=0), default=100, show_default=True,
               help="Evaluate a fixed subject-stratified sample of N MMLU questions (0 = the whole file, "
                    "14,042 for the cached split: hours on a CPU, minutes on a GPU).")
 @click.option("--limit", type=click.IntRange(min=0), default=0, show_default=True,

@@ -20,8 +20,9 @@ def score_options(model, tokenizer, prompts: Sequence[str], options: Sequence[Se
 
     shared_prefix (default): each prompt is run once and its KV cache is reused for all its options,
     so a 4-option question costs one prompt pass instead of four (MMLU prompts are long, options
-    short: about 3x less compute). Otherwise every (prompt, option) pair goes through
-    `lm.continuation_logprobs`. Both give the same scores up to float rounding (tested).
+    short; measured 1.7x faster than per-pair scoring on 24 MMLU questions, default model, CPU).
+    Otherwise every (prompt, option) pair goes through `lm.continuation_logprobs`.
+    Both give the same scores up to float rounding (max diff 1.4e-5 on that sample; tested).
     """
     if shared_prefix:
         return _shared_prefix_scores(model, tokenizer, prompts, options, batch_size, progress)
