@@ -112,12 +112,14 @@ def _answer_logprob(model, batch, row):
         return lp[torch.arange(n), batch.student.labels[row, :n]].sum().item()
 
 
-def _memorise(head, batch, steps=60):
-    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+def _memorise(head, batch, steps=80):
+    opt = torch.optim.Adam(head.parameters(), lr=2e-2)
     for _ in range(steps):
         s = head(batch.student.input_ids, batch.student.attention_mask, batch.student.positions).float()
         v = batch.student.valid
         loss = torch.nn.functional.cross_entropy(s[v], batch.student.labels[v])
+        if loss.item() < 0.3:
+            break
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -150,7 +152,7 @@ def test_ours_unlearns_the_forget_answer_and_pulls_retain_logits_to_the_teacher(
     lp_before, gap_before = _answer_logprob(tiny_model, batch, 0), retain_gap()
     opt = torch.optim.Adam(tiny_model.parameters(), lr=1e-2)
     tiny_model.train()
-    for _ in range(30):
+    for _ in range(20):
         s = head(batch.student.input_ids, batch.student.attention_mask, batch.student.positions).float()
         terms = loss_sums(spec, cfg, batch, s, teacher)
         loss = sum(terms.values())
@@ -321,3 +323,45 @@ def test_cli_trains(tiny_model_dir, data_file, tmp_path):
                                       "-o", str(out), "--max-steps", "1", "--demos", "1", "-q"])
     assert result.exit_code == 0, result.output
     assert (out / "model" / "model.safetensors").is_file()
+
+
+# ---------------------------------------------------------------- teacher options
+def test_amplify_magnifies_the_intention_effect_on_forget_like_rows_only(tiny_model, tokenizer):
+    from mule_cli.distill.teacher import Teacher
+
+    ex = build_examples(RECORDS, tokenizer, method="ours", prompts=from_target("Harry Potter"), n_demos=1)
+    batch = collate(ex, tokenizer.pad_token_id)
+    head = ResponseLogits(tiny_model)
+    with torch.no_grad():
+        t_p = head(batch.teacher.input_ids, batch.teacher.attention_mask, batch.teacher.positions)
+        t_plain = head(batch.student.input_ids, batch.student.attention_mask, batch.student.positions)
+    got = Teacher(tiny_model, amplify=2.0).logits(batch)
+    assert not got.is_inference()
+    for row, e in enumerate(ex):
+        n = e.n
+        want = t_p[row, :n] + 2.0 * (t_p[row, :n] - t_plain[row, :n]) if e.objective in ("forget", "adversarial") \
+            else t_p[row, :n]
+        assert torch.allclose(got[row, :n], want, atol=1e-4), e.objective
+    plain = Teacher(tiny_model, amplify=0.0).logits(batch)
+    assert torch.allclose(plain[batch.teacher.valid], t_p[batch.teacher.valid], atol=1e-5)
+
+
+def test_response_teacher_generates_once_and_caches(tiny_model_dir, data_file, tmp_path, monkeypatch):
+    import mule_cli.distill.responses as responses
+
+    monkeypatch.setenv("MULE_CACHE", str(tmp_path / "cache"))
+    calls = []
+    real = responses.generate
+    monkeypatch.setattr(responses, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    distill(config(tiny_model_dir, data_file, tmp_path / "a", response="teacher", max_steps=1))
+    distill(config(tiny_model_dir, data_file, tmp_path / "b", response="teacher", max_steps=1))
+    assert len(calls) == 1
+    cached = json.loads(next((tmp_path / "cache" / "distill").glob("teacher-responses-*.json")).read_text())
+    assert set(cached) == {r["id"] for r in RECORDS}
+
+
+def test_gradient_checkpointing_gives_the_same_update(tiny_model_dir, data_file, tmp_path):
+    distill(config(tiny_model_dir, data_file, tmp_path / "plain", max_steps=1, batch_size=6))
+    distill(config(tiny_model_dir, data_file, tmp_path / "ckpt", max_steps=1, batch_size=6, gradient_checkpointing=True))
+    a, b = weights(tmp_path / "plain"), weights(tmp_path / "ckpt")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

@@ -166,7 +166,10 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
     torch.manual_seed(cfg.seed)
     lm = _load_lm(model_path, torch.float32, device)  # fp32 master weights; bf16 via autocast on GPU
     if cfg.gradient_checkpointing:
-        lm.gradient_checkpointing_enable()
+        if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5 name
+            lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:  # non-reentrant: DDP-safe
+            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         lm.config.use_cache = False
     lm.train()
     module = D.wrap(ResponseLogits(lm), dist, fsdp=cfg.fsdp, device=device)
