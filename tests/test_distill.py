@@ -202,6 +202,9 @@ def test_output_folder_is_loadable_and_run_json_complete(tiny_model_dir, data_fi
     assert {"lr", "tokens_per_s", "loss"} <= set(log[0]) and any(k.startswith("loss_") for k in log[0])
     cos = log[0]["grad_cosine"]
     assert cos and all(-1.0 <= v <= 1.0 for v in cos.values())
+    from mule_cli.distill.plot import plot_grad_cosine
+
+    assert plot_grad_cosine(out / "train_log.jsonl", tmp_path / "cos.png").stat().st_size > 1000
 
 
 # ---------------------------------------------------------------- robustness
