@@ -166,6 +166,9 @@ def test_mcq_has_one_correct_and_one_refusal_and_is_seeded():
         assert set(r["choices"]) - {"I do not know."} <= others  # distractors from the same objective
     assert make_mcq(recs, seed=7) == out
     assert [r["choices"] for r in make_mcq(recs, seed=8)] != [r["choices"] for r in out]
+    forget = _qa(3, "forget")
+    assert make_mcq(forget) == forget  # forget records are scored by ROUGE, not MCQ (by default)
+    assert all(r["choices"].count("I do not know.") == 1 for r in make_mcq(forget, objectives=["forget"]))
     assert make_mcq(recs[:1], seed=0)[0]["choices"] in (["Answer 0", "I do not know."], ["I do not know.", "Answer 0"])
 
 

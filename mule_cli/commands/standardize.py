@@ -26,6 +26,16 @@ same names, or headerless MMLU CSV (question,A,B,C,D,letter). `-` reads stdin.
 """
 
 
+def _objective_list(text: str) -> tuple[str, ...]:
+    from ..records import OBJECTIVES
+
+    items = tuple(x.strip() for x in text.split(",") if x.strip())
+    bad = [x for x in items if x not in OBJECTIVES]
+    if bad or not items:
+        raise MuleError(f"--mcq-objectives {text!r}: use a comma-separated subset of {', '.join(OBJECTIVES)}")
+    return items
+
+
 @click.command(epilog=EPILOG)
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["auto", "text", "jsonl", "csv", "mcq"]), default="auto",
@@ -53,6 +63,8 @@ same names, or headerless MMLU CSV (question,A,B,C,D,letter). `-` reads stdin.
               help="Standardize this corpus as neighbour records instead of / besides generated ones (repeatable).")
 @click.option("--mcq", is_flag=True, help="Turn QA into MCQ: correct answer, distractors from other answers of the "
                                           "same domain, and a refusal option, in a seeded order.")
+@click.option("--mcq-objectives", default="neighbor,retain", show_default=True, metavar="LIST",
+              help="Comma-separated objectives that --mcq applies to (forget/adversarial are scored by ROUGE/ASR).")
 @click.option("--distractors", default=3, show_default=True, type=click.IntRange(0), help="Distractors per MCQ.")
 @click.option("--refusal", default="I do not know.", show_default=True, help="The refusal option of MCQs.")
 @click.option("--anchors/--no-anchors", default=True, show_default=True,
@@ -71,8 +83,8 @@ same names, or headerless MMLU CSV (question,A,B,C,D,letter). `-` reads stdin.
 @seed_option
 @device_options
 def standardize(inputs, fmt, objectives, generator, per_chunk, min_overlap, fallback, target, domain, neighbors,
-                neighbor_qa, neighbor_corpus, mcq, distractors, refusal, anchors, known_by, known_threshold,
-                split_spec, train_out, eval_out, output, batch_size, quiet, seed, device, dtype):
+                neighbor_qa, neighbor_corpus, mcq, mcq_objectives, distractors, refusal, anchors, known_by,
+                known_threshold, split_spec, train_out, eval_out, output, batch_size, quiet, seed, device, dtype):
     """Turn raw corpora (text, markdown, JSONL, CSV, MCQ) into unified QA records with neighbours and anchors."""
     from ..standardize.pipeline import standardize as run
     from ..standardize.split import parse_split, split_paths
@@ -91,7 +103,8 @@ def standardize(inputs, fmt, objectives, generator, per_chunk, min_overlap, fall
             raise MuleError("--eval-out cannot be stdout; only the train side may go to stdout")
     result = run(list(inputs), fmt=fmt, objectives=objectives, generator=generator, per_chunk=per_chunk,
                  min_overlap=min_overlap, fallback=fallback, target=target, domain=domain, neighbors=neighbors,
-                 neighbor_qa=neighbor_qa, neighbor_corpus=neighbor_corpus, mcq=mcq, n_distractors=distractors,
+                 neighbor_qa=neighbor_qa, neighbor_corpus=neighbor_corpus, mcq=mcq,
+                 mcq_objectives=_objective_list(mcq_objectives), n_distractors=distractors,
                  refusal=refusal, anchors=anchors, known_by=known_by, known_threshold=known_threshold,
                  eval_share=eval_share, seed=seed, device=device, dtype=dtype, batch_size=batch_size,
                  progress=not quiet)

@@ -31,11 +31,18 @@ def answer_shape(text: str) -> str:
     return "phrase"
 
 
-def make_mcq(records: list[dict], *, n_distractors: int = 3, seed: int = 0, refusal: str = REFUSAL) -> list[dict]:
-    """Add `choices`/`answer_index` to every record that has none (returns new dicts)."""
+MCQ_OBJECTIVES = ("neighbor", "retain")
+
+
+def make_mcq(records: list[dict], *, n_distractors: int = 3, seed: int = 0, refusal: str = REFUSAL,
+             objectives=MCQ_OBJECTIVES) -> list[dict]:
+    """Add `choices`/`answer_index` to records of `objectives` that have none (returns new dicts).
+
+    Forget/adversarial records are left alone by default: their metrics are ROUGE and ASR, not MCQ."""
+    objectives = set(objectives)
     pools: dict[tuple, list[str]] = {}
     for rec in records:
-        if rec.get("choices") or is_refusal(rec["answer"]):
+        if rec.get("choices") or is_refusal(rec["answer"]) or rec["objective"] not in objectives:
             continue
         for key in ((rec["objective"], rec.get("domain")), (rec["objective"], None)):
             pools.setdefault(key, [])
@@ -44,7 +51,7 @@ def make_mcq(records: list[dict], *, n_distractors: int = 3, seed: int = 0, refu
     out = []
     for rec in records:
         rec = dict(rec)
-        if rec.get("choices"):
+        if rec.get("choices") or rec["objective"] not in objectives:
             out.append(rec)
             continue
         rng = random.Random(f"{seed}:{rec['id']}")

@@ -166,7 +166,7 @@ def _dedupe(records: list[dict]) -> tuple[list[dict], int]:
 def standardize(inputs, *, fmt: str = "auto", objectives=(), generator="none", per_chunk: int = 2,
                 min_overlap: float = 0.75, fallback: bool = True, target: str | None = None,
                 domain: str | None = None, neighbors: int = 0, neighbor_qa: int = 3, neighbor_corpus=(),
-                mcq: bool = False, n_distractors: int = 3, refusal: str = REFUSAL, anchors: bool = True,
+                mcq: bool = False, mcq_objectives=("neighbor", "retain"), n_distractors: int = 3, refusal: str = REFUSAL, anchors: bool = True,
                 known_by=None, known_threshold: float = 0.5, eval_share: float | None = None, seed: int = 0,
                 device: str = "auto", dtype: str = "auto", batch_size: int = 8, progress: bool = True,
                 log: Callable[[str], None] = _stderr) -> Result:
@@ -240,7 +240,8 @@ def standardize(inputs, *, fmt: str = "auto", objectives=(), generator="none", p
             raise MuleError(f"standardize: --known-by {_name(known_by)} dropped every record")
 
     if mcq:
-        records = make_mcq(records, n_distractors=n_distractors, seed=seed, refusal=refusal)
+        records = make_mcq(records, n_distractors=n_distractors, seed=seed, refusal=refusal,
+                           objectives=mcq_objectives)
 
     sides = [records] if eval_share is None else list(split_records(records, eval_share, seed))
     if anchors:
