@@ -136,7 +136,7 @@ def test_search_raises_answer_likelihood_on_the_default_model(default_model):
     """Paper §3.2: the searched prefill must elicit more than the plain question (no answer words given away)."""
     model, tok = default_model
     adv, summary = attack_records(HP_FIXTURE, model, tok, beam=2, rounds=1, per_round=4, max_leak=0, seed=0,
-                                  max_new_tokens=24, **QUIET)
+                                  max_new_tokens=16, **QUIET)
     gains = [r["attack"]["gain"] for r in adv]
     assert sum(g > 0 for g in gains) >= 3, gains
     assert summary["mean_gain"] > 0

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import MuleError
+from ..models import DEFAULT_MODEL
 from ..records import OBJECTIVES, validate_record
 from .anchors import add_anchors
 from .extract import extract_cloze
@@ -163,15 +164,16 @@ def _dedupe(records: list[dict]) -> tuple[list[dict], int]:
     return out, dropped
 
 
-def standardize(inputs, *, fmt: str = "auto", objectives=(), generator="none", per_chunk: int = 2,
+def standardize(inputs, *, fmt: str = "auto", objectives=(), generator=DEFAULT_MODEL, per_chunk: int = 2,
                 min_overlap: float = 0.75, fallback: bool = True, target: str | None = None,
                 domain: str | None = None, neighbors: int = 0, neighbor_qa: int = 3, neighbor_corpus=(),
-                mcq: bool = False, mcq_objectives=("neighbor", "retain"), n_distractors: int = 3, refusal: str = REFUSAL, anchors: bool = True,
+                mcq: bool = False, mcq_objectives=("neighbor", "retain"), n_distractors: int = 3,
+                refusal: str = REFUSAL, anchors: bool = True,
                 known_by=None, known_threshold: float = 0.5, eval_share: float | None = None, seed: int = 0,
                 device: str = "auto", dtype: str = "auto", batch_size: int = 8, progress: bool = True,
                 log: Callable[[str], None] = _stderr) -> Result:
     """Standardize raw inputs into unified records. `generator`/`known_by` take a model name, "none"/None,
-    or a loaded (model, tokenizer) pair. Raises MuleError on bad input; returns records, never writes."""
+    or a loaded (model, tokenizer) pair; a generator is loaded only when passages or --neighbors need it. Raises MuleError on bad input; returns records, never writes."""
     default, mapping, explicit = parse_objectives(objectives)
     objective_of, _ = _resolver(default, mapping, explicit)
     models = _Models(device, dtype, log)
