@@ -160,3 +160,32 @@ def test_mutations_recombine_extend_and_leak():
     assert got["The answer is the"].leaked == 1                        # partial answer
     assert got["Without doubt it is"].origin == "rewrite"
     assert not any(p in state.seen for p in got)                       # only new candidates
+
+
+def test_generator_rewrites_run_through_the_search(tiny_model, tokenizer):
+    adv, _ = attack_records(FORGET[:2], tiny_model, tokenizer, beam=2, rounds=1, per_round=4,
+                            generator=(tiny_model, tokenizer), **QUIET)
+    for r in adv:
+        validate_record(r)
+        assert r["attack"]["family"] in {"affirmative", "answer-leading", "role-play", "echo", "extend", "recombine",
+                                         "rewrite", "partial-answer"}
+
+
+def test_pipe_standardize_into_attack(tiny_model_dir, tmp_path):
+    md = tmp_path / "hp.md"
+    md.write_text("Harry Potter first met Ron Weasley on the Hogwarts Express in 1991.\n\n"
+                  "Hermione Granger was sorted into Gryffindor by the Sorting Hat.\n")
+    retain = write_jsonl(tmp_path / "r.jsonl", [{"question": "Which express train crosses Siberia?",
+                                                 "answer": "The Trans-Siberian"}])
+    std = CliRunner().invoke(cli, ["standardize", str(md), str(retain), "--objective", f"{retain}=retain",
+                                   "--generator", "none", "-q"])
+    assert std.exit_code == 0, std.output
+    att = CliRunner().invoke(cli, ["attack", "--model", str(tiny_model_dir), "--rounds", "1", "--beam", "2",
+                                   "--per-round", "3", "-q"], input=std.stdout)
+    assert att.exit_code == 0, att.output
+    recs = [json.loads(line) for line in att.stdout.splitlines()]  # stdout is pure JSONL
+    for i, r in enumerate(recs):
+        validate_record(r, "<pipe>", i)
+    by_id = {r["id"]: r for r in recs}
+    adv = [r for r in recs if r["objective"] == "adversarial"]
+    assert len(adv) == 2 and all(by_id[r["anchor_of"]]["objective"] == "forget" for r in adv)
