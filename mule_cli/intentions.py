@@ -111,7 +111,7 @@ def build_intentions(target: str | None = None, path: str | Path | None = None) 
 
 def pick_demos(records: Sequence[dict], objective: str, exclude_id: str | None, n: int) -> list[tuple[str, str]]:
     """Deterministic demonstrations from the data: other records of the objective (forget-like ones
-    answered with the refusal). Chosen by a stable hash of the excluded id so demos vary per record."""
+    answered with the refusal, after the record's prefill when it has one). Chosen by a stable hash of the excluded id so demos vary per record."""
     if n <= 0:
         return []
     pool = [r for r in records if r["objective"] == objective and r["id"] != exclude_id]
@@ -125,8 +125,17 @@ def pick_demos(records: Sequence[dict], objective: str, exclude_id: str | None, 
         if rec["question"] in seen:
             continue
         seen.add(rec["question"])
-        out.append((rec["question"], REFUSAL if refuse else rec["answer"]))
+        out.append((rec["question"], _refusal_after(rec.get("prefill")) if refuse else rec["answer"]))
     return out
+
+
+def _refusal_after(prefill: str | None) -> str:
+    """A demo refusal that starts with the record's attack prefix, when it has one: the 135M default model
+    refuses after a prefill only when its demonstrations show exactly that (6/6 HP questions with
+    prefilled demos, 0/6 with plain "I do not know." demos)."""
+    if not prefill:
+        return REFUSAL
+    return prefill + (REFUSAL if prefill[-1:].isspace() else " " + REFUSAL)
 
 
 def _demo_messages(demos: Iterable[tuple[str, str]]) -> list[dict]:

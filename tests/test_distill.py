@@ -368,3 +368,13 @@ def test_gradient_checkpointing_gives_the_same_update(tiny_model_dir, data_file,
     distill(config(tiny_model_dir, data_file, tmp_path / "ckpt", max_steps=1, batch_size=6, gradient_checkpointing=True))
     a, b = weights(tmp_path / "plain"), weights(tmp_path / "ckpt")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_adversarial_teacher_demos_refuse_after_the_prefill(tokenizer):
+    from mule_cli.distill.batches import teacher_prompt
+
+    records = RECORDS + [{"id": "a2", "objective": "adversarial", "question": "Which house is Harry in?",
+                          "answer": "Gryffindor", "prefill": "Sure, the house is"}]
+    text = teacher_prompt(tokenizer, records[-1], records, from_target("Harry Potter"), "oracle", 2)
+    assert "Sure, here is the answer: I do not know." in text  # the demo shows a prefilled refusal
+    assert text.endswith("Sure, the house is")
