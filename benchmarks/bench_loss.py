@@ -254,6 +254,9 @@ def plot(rows, path: Path) -> None:
         ax.set_title(title)
         if field == "fwd_bwd_ms":
             ax.set_yscale("log")
+            positive = [r[field] for r in rows if r.get(field)]
+            if positive:
+                ax.set_ylim(bottom=min(positive) / 3)
         ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -141,13 +141,21 @@ bool topk_row(const scalar_t* x, int64_t V, int64_t K, std::vector<Entry<typenam
   }
   std::make_heap(heap.begin(), heap.end(), better);
   acc_t thr = heap.front().v;
-  auto offer = [&](acc_t v, int64_t i) {
-    if (v > thr) {
-      std::pop_heap(heap.begin(), heap.end(), better);
-      heap.back() = {v, i};
-      std::push_heap(heap.begin(), heap.end(), better);
-      thr = heap.front().v;
+  const int64_t size = static_cast<int64_t>(heap.size());
+  auto offer = [&](acc_t v, int64_t i) {  // replace the worst entry and sift it down
+    if (!(v > thr)) return;
+    const Entry<acc_t> e{v, i};
+    int64_t pos = 0;
+    for (;;) {
+      int64_t child = 2 * pos + 1;
+      if (child >= size) break;
+      if (child + 1 < size && better(heap[child], heap[child + 1])) ++child;  // the worse child
+      if (!better(e, heap[child])) break;
+      heap[pos] = heap[child];
+      pos = child;
     }
+    heap[pos] = e;
+    thr = heap.front().v;
   };
   int64_t i = K;
   for (; i + kChunk <= V; i += kChunk) {
@@ -157,8 +165,15 @@ bool topk_row(const scalar_t* x, int64_t V, int64_t K, std::vector<Entry<typenam
     for (int64_t j = 0; j < kChunk; ++j) buf[j] = load(x + i + j);
     const int flags = chunk_flags(buf, thr);
     if (flags & kBad) return false;
-    if (flags & kAbove)
-      for (int64_t j = 0; j < kChunk; ++j) offer(buf[j], i + j);
+    if (flags & kAbove) {  // visit only the lanes above the threshold (few), in index order
+      unsigned bits = 0;
+      for (int64_t j = 0; j < kChunk; ++j) bits |= static_cast<unsigned>(buf[j] > thr) << j;
+      while (bits) {
+        const int j = __builtin_ctz(bits);
+        bits &= bits - 1;
+        offer(buf[j], i + j);
+      }
+    }
   }
   for (; i < V; ++i) {
     acc_t v = load(x + i);
