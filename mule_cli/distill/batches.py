@@ -8,7 +8,6 @@ Batches mix objectives (stratified order) and keep contrastive anchor pairs toge
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 from typing import Sequence
@@ -216,7 +215,3 @@ def training_plan(units: Sequence[list[int]], objectives: Sequence[str], *, batc
 def split_for_rank(batch: list[int], rank: int, world: int) -> list[int]:
     """This rank's share of a global micro-batch (strided, so shares differ by at most one)."""
     return batch[rank::world]
-
-
-def steps_per_epoch(n_batches: int, grad_accum: int) -> int:
-    return math.ceil(n_batches / grad_accum)

@@ -42,13 +42,6 @@ def _decoder(lm: nn.Module):
     return decoder if decoder is not None and decoder is not lm else None
 
 
-def response_logits(model: nn.Module, side) -> torch.Tensor:
-    """Call either a ResponseLogits (possibly DDP/FSDP-wrapped) or a plain causal LM."""
-    if not isinstance(model, ResponseLogits) and not hasattr(model, "module"):
-        model = ResponseLogits(model)
-    return model(side.input_ids, side.attention_mask, side.positions)
-
-
 def decoder_layers(lm: nn.Module) -> list[nn.Module]:
     """The transformer blocks (the longest ModuleList), for gradient analysis."""
     best = []
