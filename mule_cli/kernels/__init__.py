@@ -3,6 +3,9 @@
     from mule_cli.kernels import topk_union_smooth_l1_loss, backend
     loss = topk_union_smooth_l1_loss(student_logits, teacher_logits, k=20, beta=1.0, valid=mask)
     loss.backward()   # gradient to the student only
+
+`topk_union_smooth_l1_from_hidden` (mule_cli/kernels/chunked.py) takes hidden states and lm_head weights
+instead and never materialises the full [N, V] logits.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import torch
 from . import build
 from .reference import check_args, nonfinite_error, reference_loss
 
-__all__ = ["topk_union_smooth_l1_loss", "backend", "reference_loss"]
+__all__ = ["topk_union_smooth_l1_loss", "topk_union_smooth_l1_from_hidden", "backend", "reference_loss"]
 
 IMPLS = ("auto", "fused", "reference")
 _FUSED_DTYPES = {
@@ -101,3 +104,10 @@ def topk_union_smooth_l1_loss(
     if not torch.compiler.is_compiling() and not bool(torch.isfinite(loss)):
         raise nonfinite_error(int(torch.isnan(val).any(-1).nonzero()[0, 0]))
     return loss
+
+
+def topk_union_smooth_l1_from_hidden(*args, **kwargs):
+    """See mule_cli.kernels.chunked.topk_union_smooth_l1_from_hidden (imported lazily)."""
+    from .chunked import topk_union_smooth_l1_from_hidden as impl
+
+    return impl(*args, **kwargs)
