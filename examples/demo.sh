@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole pipeline on the default model: standardize -> attack -> distill (ours) -> evaluate.
+# Usage: bash examples/demo.sh [harry_potter|cyber]   (what `make demo` / `make demo-cyber` run)
+# Outputs land in runs/demo/ (runs/demo-cyber/ for cyber); the unlearned model in <out>/model/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+domain=${1:-harry_potter}
+case "$domain" in
+  harry_potter) target="Harry Potter"; out=runs/demo ;;
+  cyber) target="offensive cybersecurity (hacking tools, malware and attacks)"; out=runs/demo-cyber ;;
+  *) echo "unknown domain '$domain' (harry_potter or cyber)" >&2; exit 2 ;;
+esac
+ex=examples/$domain
+mule=${MULE:-.venv/bin/mule}
+STEPS=${STEPS:-60}
+MMLU_LIMIT=${MMLU_LIMIT:-200}
+mkdir -p "$out"
+say() { printf '\n== %s ==\n' "$*" >&2; }
+
+say "1/5 standardize: unified records, neighbour MCQs, anchors, disjoint train/eval split"
+"$mule" standardize "$ex/forget.jsonl" "$ex/neighbor.jsonl" "$ex/retain.jsonl" \
+  --target "$target" --mcq --mcq-objectives neighbor --split eval=0.25 --seed 0 -o "$out/data.jsonl"
+
+say "2/5 attack: search prefilling prefixes against the base model (train and eval separately)"
+"$mule" attack -i "$out/data.train.jsonl" -o "$out/train.jsonl" --rounds 2 --seed 0 --summary "$out/attack_train.json"
+"$mule" attack -i "$out/data.eval.jsonl" -o "$out/eval.jsonl" --rounds 2 --seed 1 --summary "$out/attack_eval.json"
+
+say "3/5 distill: bidirectional top-K logit distillation from the intention-prompted teacher ($STEPS steps)"
+"$mule" distill --data "$out/train.jsonl" --intentions "$ex/intentions.json" --target "$target" \
+  --output "$out" --max-steps "$STEPS" --batch-size 8 --lr 5e-5 --seed 0 --overwrite ${DISTILL_ARGS:-}
+
+say "4/5 MMLU sample (fetched once into the cache)"
+"$mule" data mmlu
+
+say "5/5 evaluate: base vs unlearned on the eval split (no question shared with training)"
+"$mule" evaluate --model smollm2-135m --model "$out/model" --data "$out/eval.jsonl" \
+  --mmlu auto --mmlu-limit "$MMLU_LIMIT" \
+  --json "$out/eval.json" --markdown "$out/eval.md" --records "$out/eval_records.jsonl" --plot "$out/radar.png"
+
+say "done: model in $out/model, report in $out/eval.md, radar in $out/radar.png"
