@@ -95,6 +95,9 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 
             input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
             do_sample=False, num_beams=1, pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id, temperature=None, top_p=None, top_k=None,
+            # The text is cut at the first blank line anyway: stopping a row there lets a batch finish
+            # as soon as every row is done instead of running all to max_new_tokens.
+            **({"stop_strings": ["\n\n"], "tokenizer": tokenizer} if cut_blank_line else {}),
         )
         for row, i in enumerate(idx):
             text = tokenizer.decode(gen[row, ids.shape[1]:], skip_special_tokens=True)
