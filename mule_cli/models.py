@@ -10,10 +10,9 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from .atomic import atomic_dir
 from .errors import MuleError
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -81,8 +80,7 @@ def convert_default_model() -> Path:
             return target
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_MODEL}.", dir=target.parent))
-        try:
+        with atomic_dir(target) as tmp:
             tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype="float32")
             # The GGUF loader marks the model as quantised; the weights are plain fp32 now, and
@@ -91,11 +89,6 @@ def convert_default_model() -> Path:
             model.hf_quantizer = None
             model.save_pretrained(tmp, safe_serialization=True)
             tok.save_pretrained(tmp)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -12,11 +12,10 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from ..atomic import write_json
+from ..atomic import atomic_dir, write_json
 from ..errors import MuleError
 from . import checkpoint
 
@@ -107,16 +106,10 @@ class TrainLog:
 def save_model(out: Path, lm, state_dict: dict, tokenizer) -> Path:
     """DIR/model: safetensors weights + config + tokenizer (with its chat template)."""
     final = out / MODEL
-    tmp = Path(tempfile.mkdtemp(prefix=f".{MODEL}.", dir=out))
-    try:
+    with atomic_dir(final) as tmp:
         lm.config.__dict__.pop("quantization_config", None)  # SPEC §7: GGUF-converted configs carry one
         if hasattr(lm, "hf_quantizer"):
             lm.hf_quantizer = None
         lm.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return final
