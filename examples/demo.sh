@@ -27,7 +27,7 @@ say "2/5 attack: search prefilling prefixes against the base model (train and ev
 
 say "3/5 distill: bidirectional top-K logit distillation from the intention-prompted teacher ($STEPS steps)"
 "$mule" distill --data "$out/train.jsonl" --intentions "$ex/intentions.json" --target "$target" \
-  --output "$out" --max-steps "$STEPS" --batch-size 8 --lr 5e-5 --seed 0 --overwrite ${DISTILL_ARGS:-}
+  --output "$out" --max-steps "$STEPS" --batch-size 8 --lr 5e-5 --amplify 2 --seed 0 --overwrite ${DISTILL_ARGS:-}
 
 say "4/5 MMLU sample (fetched once into the cache)"
 "$mule" data mmlu

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Reruns the docs/RESULTS.md table for one domain on the default model: every method trained on the
+# same train split, then ONE `mule evaluate` call (base, in-context teachers, all trained models) on the
+# eval split. Usage: bash examples/results.sh [harry_potter|cyber] [METHOD ...]
+# Needs the data that `make demo` (or `make demo-cyber`) wrote; ~5 min per method on a 2-core CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+domain=${1:-harry_potter}; shift || true
+case "$domain" in
+  harry_potter) target="Harry Potter"; data=runs/demo ;;
+  cyber) target="offensive cybersecurity (hacking tools, malware and attacks)"; data=runs/demo-cyber ;;
+  *) echo "unknown domain '$domain'" >&2; exit 2 ;;
+esac
+methods=("$@"); [ ${#methods[@]} -gt 0 ] || methods=(ours duet bild sft ga graddiff npo simnpo)
+mule=${MULE:-.venv/bin/mule}
+out=runs/results/$domain
+STEPS=${STEPS:-60}
+[ -f "$data/train.jsonl" ] || { echo "run 'make demo' (or demo-cyber) first: $data/train.jsonl missing" >&2; exit 2; }
+models=()
+for method in "${methods[@]}"; do
+  extra=()
+  [ "$method" = duet ] && extra=(--teacher ensemble)   # DUET's teacher: all intentions in one prompt
+  "$mule" distill --data "$data/train.jsonl" --intentions "examples/$domain/intentions.json" --target "$target" \
+    --method "$method" "${extra[@]}" --max-steps "$STEPS" --batch-size 8 --seed 0 --overwrite -q \
+    ${DISTILL_ARGS:-} --output "$out/$method"
+  models+=(--model "$out/$method/model")
+done
+"$mule" evaluate --model smollm2-135m "${models[@]}" --teacher oracle --teacher ensemble \
+  --intentions "examples/$domain/intentions.json" --target "$target" --data "$data/eval.jsonl" \
+  --mmlu auto --mmlu-limit "${MMLU_LIMIT:-200}" -q \
+  --json "$out/eval.json" --markdown "$out/eval.md" --records "$out/records.jsonl" --plot "$out/radar.png"
