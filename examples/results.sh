@@ -3,6 +3,7 @@
 # same train split, then ONE `mule evaluate` call (base, in-context teachers, all trained models) on the
 # eval split. Usage: bash examples/results.sh [harry_potter|cyber] [METHOD ...]
 # Needs the data that `make demo` (or `make demo-cyber`) wrote; ~5 min per method on a 2-core CPU.
+# REUSE=1 keeps a method's already trained model (runs/results/<domain>/<method>/model); EVAL=0 only trains.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 domain=${1:-harry_potter}; shift || true
@@ -18,13 +19,17 @@ STEPS=${STEPS:-60}
 [ -f "$data/train.jsonl" ] || { echo "run 'make demo' (or demo-cyber) first: $data/train.jsonl missing" >&2; exit 2; }
 models=()
 for method in "${methods[@]}"; do
+  models+=(--model "$out/$method/model")
+  if [ "${REUSE:-0}" = 1 ] && [ -f "$out/$method/model/config.json" ]; then
+    echo "reusing $out/$method/model" >&2; continue
+  fi
   extra=()
   [ "$method" = duet ] && extra=(--teacher ensemble)   # DUET's teacher: all intentions in one prompt
   "$mule" distill --data "$data/train.jsonl" --intentions "examples/$domain/intentions.json" --target "$target" \
     --method "$method" "${extra[@]}" --max-steps "$STEPS" --batch-size 8 --seed 0 --overwrite -q \
     ${DISTILL_ARGS:-} --output "$out/$method"
-  models+=(--model "$out/$method/model")
 done
+[ "${EVAL:-1}" = 1 ] || exit 0
 "$mule" evaluate --model smollm2-135m "${models[@]}" --teacher oracle --teacher ensemble \
   --intentions "examples/$domain/intentions.json" --target "$target" --data "$data/eval.jsonl" \
   --mmlu auto --mmlu-limit "${MMLU_LIMIT:-200}" -q \

@@ -378,3 +378,38 @@ def test_adversarial_teacher_demos_refuse_after_the_prefill(tokenizer):
     text = teacher_prompt(tokenizer, records[-1], records, from_target("Harry Potter"), "oracle", 2)
     assert "Sure, here is the answer: I do not know." in text  # the demo shows a prefilled refusal
     assert text.endswith("Sure, the house is")
+
+
+def test_parse_response_per_objective_and_errors():
+    from mule_cli.distill.config import parse_response
+
+    assert set(parse_response("teacher").values()) == {"teacher"}
+    mixed = parse_response("retain=base,neighbor=teacher")
+    assert mixed["retain"] == "base" and mixed["neighbor"] == "teacher" and mixed["forget"] == "data"
+    with pytest.raises(MuleError, match="not objective=source"):
+        parse_response("retian=base")
+    with pytest.raises(MuleError, match="must be one of"):
+        parse_response("retain=oracle")
+    with pytest.raises(MuleError, match="must be one of"):
+        DistillConfig(model="m", data=["d"], output="o", response="student")
+
+
+def test_response_base_is_the_plain_greedy_answer_for_named_objectives_only(tiny_model_dir, data_file, tmp_path,
+                                                                             monkeypatch, tokenizer):
+    import mule_cli.distill.responses as responses
+    from mule_cli.distill.batches import student_prompt
+    from mule_cli.lm import generate
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setenv("MULE_CACHE", str(tmp_path / "cache"))
+    seen = []
+    real = responses.generate
+    monkeypatch.setattr(responses, "generate", lambda lm, tok, texts, **k: seen.append(list(texts)) or real(lm, tok, texts, **k))
+    distill(config(tiny_model_dir, data_file, tmp_path / "a", response="retain=base", max_steps=1))
+    retain = [r for r in RECORDS if r["objective"] == "retain"]
+    assert seen == [[student_prompt(tokenizer, r) for r in retain]]  # only retain, plain (no intention) context
+    cached = json.loads(next((tmp_path / "cache" / "distill").glob("teacher-responses-*.json")).read_text())
+    lm = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    want = generate(lm, tokenizer, [student_prompt(tokenizer, r) for r in retain], max_new_tokens=responses.MAX_NEW_TOKENS,
+                    progress=False)
+    assert cached == {r["id"]: w for r, w in zip(retain, want)}

@@ -37,8 +37,10 @@ Examples:
 @click.option("--demos", type=int, default=3, show_default=True, help="Few-shot demonstrations in the teacher context.")
 @click.option("--amplify", type=float, default=0.0, show_default=True,
               help="λ: teacher logits on forget/adversarial = t_p + λ(t_p − t_plain) (0 = the paper).")
-@click.option("--response", type=click.Choice(["data", "teacher"]), default="data", show_default=True,
-              help="Tokens both sides are forced on: the record's answer, or the teacher's own greedy answer (cached).")
+@click.option("--response", default="data", show_default=True,
+              help="Tokens both sides are forced on: data (the record's answer), teacher (the prompted teacher's "
+                   "greedy answer) or base (the base model's greedy answer to the plain question); one for all "
+                   "objectives or per objective, e.g. retain=base,neighbor=base. Generated answers are cached.")
 @click.option("--weights", default="forget=1,retain=1,neighbor=1,adversarial=1", show_default=True,
               help="Per-objective loss weights.")
 @click.option("--top-k", type=int, default=LD.DISTILL_TOP_K, show_default=True, help="K of ours/duet.")

@@ -35,14 +35,14 @@ class Example:
         return len(self.response_ids)
 
 
-def response_text(record: dict, method: str, teacher_responses: dict | None = None) -> str:
-    """What both sides are forced on: the data answer, the teacher's own answer, or (sft) the
-    refusal on forget-like records."""
+def response_text(record: dict, method: str, generated: dict | None = None) -> str:
+    """What both sides are forced on: the data answer, a generated answer (`--response teacher|base`,
+    by record id), or (sft) the refusal on forget-like records."""
     if method == "sft" and record["objective"] in ("forget", "adversarial"):
         text = REFUSAL
-    elif teacher_responses is not None and method in ("ours", "duet", "bild"):
+    elif generated and record["id"] in generated and method in ("ours", "duet", "bild"):
         # an empty generation falls back to the data answer rather than training on nothing
-        text = teacher_responses.get(record["id"]) or record["answer"]
+        text = generated[record["id"]] or record["answer"]
     else:
         text = record["answer"]
     return join_prefill(record.get("prefill"), text)
@@ -69,11 +69,11 @@ def _fit(ids: list[int], resp: list[int], max_length: int, rec_id: str, side: st
 
 
 def build_examples(records: Sequence[dict], tokenizer, *, method: str, prompts: dict | None, teacher_mode: str = "oracle",
-                   n_demos: int = 0, max_length: int = 1024, teacher_responses: dict | None = None) -> list[Example]:
+                   n_demos: int = 0, max_length: int = 1024, generated: dict | None = None) -> list[Example]:
     """Tokenise every record for the student and (when a prompted teacher is used) the teacher."""
     examples = []
     for i, rec in enumerate(records):
-        resp_text = response_text(rec, method, teacher_responses)
+        resp_text = response_text(rec, method, generated)
         if not resp_text.strip():
             raise MuleError(f"record {rec['id']!r}: field 'answer' is empty; nothing to train on")
         s_ids, resp = encode_pair(tokenizer, student_prompt(tokenizer, rec), resp_text)

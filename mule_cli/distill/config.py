@@ -10,6 +10,33 @@ from ..errors import MuleError
 from ..records import OBJECTIVES
 
 METHODS = ("ours", "duet", "bild", "sft", "ga", "graddiff", "npo", "simnpo")
+RESPONSE_SOURCES = ("data", "teacher", "base")
+
+
+def parse_response(text: str | dict | None) -> dict[str, str]:
+    """`--response`: one source for every objective (`teacher`) or per objective
+    (`retain=base,neighbor=base`, objectives not named keep `data`).
+
+    data = the record's answer; teacher = the prompted teacher's own greedy answer; base = the frozen base
+    model's greedy answer to the plain question, i.e. the path the student generates along before
+    unlearning (keeping retain on it keeps the answers a user already gets)."""
+    text = text or "data"
+    if isinstance(text, dict):
+        items = list(text.items())
+    elif "=" not in str(text):
+        items = [(o, str(text).strip()) for o in OBJECTIVES]
+    else:
+        items = [("data" if "=" not in part else part.split("=", 1)[0].strip(),
+                  "" if "=" not in part else part.split("=", 1)[1].strip())
+                 for part in str(text).split(",") if part.strip()]
+    sources = {o: "data" for o in OBJECTIVES}
+    for key, value in items:
+        if key not in OBJECTIVES:
+            raise MuleError(f"--response: {key!r} is not objective=source (objectives: {', '.join(OBJECTIVES)})")
+        if value not in RESPONSE_SOURCES:
+            raise MuleError(f"--response: source {value!r} for {key} must be one of {', '.join(RESPONSE_SOURCES)}")
+        sources[key] = value
+    return sources
 
 
 def parse_weights(text: str | dict | None) -> dict[str, float]:
@@ -53,7 +80,7 @@ class DistillConfig:
     teacher: str = "oracle"  # oracle | ensemble
     demos: int = 3
     amplify: float = 0.0
-    response: str = "data"  # data | teacher
+    response: str = "data"  # data | teacher | base, or per objective: "retain=base,neighbor=teacher"
     weights: dict = field(default_factory=lambda: {o: 1.0 for o in OBJECTIVES})
     # loss hyper-parameters
     top_k: int = 20
@@ -97,10 +124,10 @@ class DistillConfig:
         self.validate()
 
     def validate(self) -> None:
+        parse_response(self.response)
         checks = [
             (self.method in METHODS, f"--method must be one of {', '.join(METHODS)}"),
             (self.teacher in ("oracle", "ensemble"), "--teacher must be oracle or ensemble"),
-            (self.response in ("data", "teacher"), "--response must be data or teacher"),
             (self.loss_impl in ("auto", "fused", "reference"), "--loss-impl must be auto, fused or reference"),
             (self.schedule in ("constant", "linear", "cosine"), "--schedule must be constant, linear or cosine"),
             (self.batch_size >= 1, "--batch-size must be >= 1"),
@@ -119,6 +146,10 @@ class DistillConfig:
         for ok, message in checks:
             if not ok:
                 raise MuleError(message)
+
+    @property
+    def response_sources(self) -> dict[str, str]:
+        return parse_response(self.response)
 
     @property
     def needs_intentions(self) -> bool:

@@ -33,8 +33,10 @@ def render_prompts(cfg: DistillConfig, records: Sequence[dict], tokenizer=None) 
         parts.append("--- student context ---")
         parts.append(student_prompt(tokenizer, rec))
         parts.append("--- response (both sides are forced on it) ---")
-        if cfg.response == "teacher" and prompts is not None:
-            parts.append("(the teacher's own greedy answer, generated at the start of training)\n")
+        source = cfg.response_sources[obj]
+        if source != "data" and prompts is not None:
+            who = "the teacher's own" if source == "teacher" else "the base model's plain-context"
+            parts.append(f"({who} greedy answer, generated at the start of training)\n")
         else:
             parts.append(response_text(rec, spec.name) + "\n")
     return "\n".join(parts)

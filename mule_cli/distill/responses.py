@@ -1,4 +1,5 @@
-"""`--response teacher`: the teacher's own greedy answer to each record, generated once and cached.
+"""`--response teacher|base`: greedy answers of the frozen base model (with the teacher's intention
+context, or to the plain question), generated once and cached.
 
 Why cache: generation is the slowest part of a CPU run and the answers depend only on the model,
 the teacher contexts and the decoding settings, so they are stored under the mule cache keyed by a
@@ -32,8 +33,8 @@ def cache_path(model_path: str, prompts: Sequence[str]) -> Path:
 
 
 def teacher_responses(lm, tokenizer, records: Sequence[dict], teacher_prompts: Sequence[str], model_path: str, *,
-                      generate_missing: bool = True, progress: bool = True) -> dict[str, str] | None:
-    """{record id: teacher's greedy continuation after its (prompt + prefill)}; None when not cached
+                      generate_missing: bool = True, progress: bool = True, label: str = "teacher answers") -> dict[str, str] | None:
+    """{record id: greedy continuation after its (prompt + prefill)}; None when not cached
     and generate_missing is False (non-zero ranks wait for rank 0)."""
     path = cache_path(model_path, teacher_prompts)
     if path.is_file():
@@ -41,7 +42,7 @@ def teacher_responses(lm, tokenizer, records: Sequence[dict], teacher_prompts: S
     if not generate_missing:
         return None
     texts = generate(lm, tokenizer, list(teacher_prompts), max_new_tokens=MAX_NEW_TOKENS,
-                     progress="teacher answers" if progress else False)
+                     progress=label if progress else False)
     out = {rec["id"]: text for rec, text in zip(records, texts)}
     write_json(path, out)
     return out

@@ -23,7 +23,8 @@ from ..models import pick_device, pick_dtype, resolve_model, load_tokenizer
 from ..records import OBJECTIVES, read_many
 from . import checkpoint, output
 from . import distributed as D
-from .batches import anchor_units, build_examples, collate, split_for_rank, teacher_prompt, training_plan
+from .batches import (anchor_units, build_examples, collate, split_for_rank, student_prompt, teacher_prompt,
+                      training_plan)
 from .config import DistillConfig
 from .forward import ResponseLogits, decoder_layers
 from .methods import DISTILL_METHODS, loss_sums, spec_for, units
@@ -123,6 +124,36 @@ def _rank0_first(dist: D.Dist, fn):
         raise MuleError(err)
 
 
+def _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, prompts, model_path) -> dict | None:
+    """{record id: generated answer} for the objectives whose `--response` source is teacher or base;
+    rank 0 generates (cached on disk), the other ranks read the cache."""
+    sources = cfg.response_sources
+    if spec.name not in DISTILL_METHODS or all(v == "data" for v in sources.values()):
+        return None
+    from .responses import teacher_responses
+
+    out = {}
+    for source in ("teacher", "base"):
+        recs = [r for r in train_records if sources[r["objective"]] == source]
+        if not recs:
+            continue
+        if source == "teacher":
+            texts = [teacher_prompt(tokenizer, r, train_records, prompts, cfg.teacher, cfg.demos) for r in recs]
+        else:
+            texts = [student_prompt(tokenizer, r) for r in recs]
+        got = None
+        if dist.main:
+            got = teacher_responses(teacher.lm, tokenizer, recs, texts, str(model_path), progress=cfg.progress,
+                                    label=f"{source} answers")
+        D.barrier(dist)
+        if not dist.main:
+            got = teacher_responses(None, tokenizer, recs, texts, str(model_path), generate_missing=False)
+        if got is None:
+            raise MuleError("rank 0 did not write the generated responses cache")
+        out.update(got)
+    return out
+
+
 def _distill(cfg, records, dist, device, out, on_step) -> dict:
     spec = spec_for(cfg)
     _rank0_first(dist, lambda: output.prepare(out, overwrite=cfg.overwrite, resume=cfg.resume))
@@ -142,21 +173,9 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
     need_teacher = spec.prompted_teacher or spec.reference
     teacher = Teacher(_load_lm(model_path, dtype, device), cfg.amplify, autocast_dtype) if need_teacher else None
 
-    responses = None
-    if cfg.response == "teacher" and spec.name in DISTILL_METHODS:
-        from .responses import teacher_responses
-
-        t_prompts = [teacher_prompt(tokenizer, r, train_records, prompts, cfg.teacher, cfg.demos) for r in train_records]
-        if dist.main:
-            responses = teacher_responses(teacher.lm, tokenizer, train_records, t_prompts, str(model_path),
-                                          progress=cfg.progress)
-        D.barrier(dist)
-        if not dist.main:
-            responses = teacher_responses(None, tokenizer, train_records, t_prompts, str(model_path),
-                                          generate_missing=False)
-
+    generated = _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, prompts, model_path)
     examples = build_examples(train_records, tokenizer, method=spec.name, prompts=prompts, teacher_mode=cfg.teacher,
-                              n_demos=cfg.demos, max_length=cfg.max_length, teacher_responses=responses)
+                              n_demos=cfg.demos, max_length=cfg.max_length, generated=generated)
     objectives = [e.objective for e in examples]
     plan = training_plan(anchor_units(train_records), objectives, batch_size=cfg.batch_size,
                          grad_accum=cfg.grad_accum, seed=cfg.seed, epochs=cfg.epochs, max_steps=cfg.max_steps)
