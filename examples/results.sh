@@ -3,6 +3,7 @@
 # same train split, then ONE `mule evaluate` call (base, in-context teachers, all trained models) on the
 # eval split. Usage: bash examples/results.sh [harry_potter|cyber] [METHOD ...]
 # Needs the data that `make demo` (or `make demo-cyber`) wrote; ~5 min per method on a 2-core CPU.
+# OURS_ARGS adds options to `ours`; EXTRA_MODELS (e.g. "--model runs/exp/x/model") adds rows to the evaluation.
 # REUSE=1 keeps a method's already trained model (runs/results/<domain>/<method>/model); EVAL=0 only trains.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,13 +25,18 @@ for method in "${methods[@]}"; do
     echo "reusing $out/$method/model" >&2; continue
   fi
   extra=()
-  [ "$method" = duet ] && extra=(--teacher ensemble)   # DUET's teacher: all intentions in one prompt
+  # the three distillation methods share one teacher: amplified intention (what `make demo` runs)
+  case "$method" in
+    ours) extra=(--amplify 2 ${OURS_ARGS:-}) ;;
+    duet) extra=(--amplify 2 --teacher ensemble) ;;   # DUET's teacher: all intentions in one prompt
+    bild) extra=(--amplify 2) ;;
+  esac
   "$mule" distill --data "$data/train.jsonl" --intentions "examples/$domain/intentions.json" --target "$target" \
     --method "$method" "${extra[@]}" --max-steps "$STEPS" --batch-size 8 --seed 0 --overwrite -q \
     ${DISTILL_ARGS:-} --output "$out/$method"
 done
 [ "${EVAL:-1}" = 1 ] || exit 0
-"$mule" evaluate --model smollm2-135m "${models[@]}" --teacher oracle --teacher ensemble \
+"$mule" evaluate --model smollm2-135m "${models[@]}" ${EXTRA_MODELS:-} --teacher oracle --teacher ensemble \
   --intentions "examples/$domain/intentions.json" --target "$target" --data "$data/eval.jsonl" \
   --mmlu auto --mmlu-limit "${MMLU_LIMIT:-200}" -q \
   --json "$out/eval.json" --markdown "$out/eval.md" --records "$out/records.jsonl" --plot "$out/radar.png"

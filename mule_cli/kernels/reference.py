@@ -2,15 +2,17 @@
 
 Written the way a PyTorch user would (topk, scatter mask, smooth_l1) so it is easy to audit; the only
 extra care is the tie-break. `torch.topk` does not promise which of several equal values it returns, so
-rows whose K-th value is tied are re-selected by "lowest vocabulary index first" (a cumulative count
-over the tied entries). Rows without a tie at the boundary (almost all rows of real float32 logits)
-keep the plain topk + scatter path.
+rows whose K-th value is tied are re-selected by "lowest vocabulary index first" (`losses.topk`, shared
+with the DUET and BiLD losses). Rows without a tie at the boundary (almost all rows of real float32
+logits) keep the plain topk + scatter path.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from ..losses.topk import topk_mask  # the one tie-break rule (lower index first) for every loss
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
@@ -45,25 +47,6 @@ def nonfinite_error(row: int) -> ValueError:
         "(row of the flattened [N, V] logits); the top-K loss is undefined there — mask the position out "
         "with `valid` or fix the logits"
     )
-
-
-def topk_mask(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Bool mask [N, V] of the K largest entries per row, ties broken by the lower index."""
-    extra = 1 if k < x.shape[-1] else 0
-    values, indices = x.topk(k + extra, dim=-1)  # one more: is the K-th value tied with the next one?
-    mask = torch.zeros_like(x, dtype=torch.bool).scatter_(-1, indices[:, :k], True)
-    if not extra:
-        return mask
-    kth = values[:, k - 1 : k]
-    ambiguous = values[:, k] == values[:, k - 1]  # then topk's pick among the tied entries is arbitrary
-    if ambiguous.any():
-        rows = ambiguous.nonzero().squeeze(-1)
-        xr, kr = x[rows], kth[rows]
-        above = xr > kr
-        need = k - above.sum(-1, keepdim=True)
-        tied = xr == kr
-        mask[rows] = above | (tied & (tied.cumsum(-1, dtype=torch.int32) <= need))
-    return mask
 
 
 def first_nonfinite_row(s: torch.Tensor, t: torch.Tensor) -> int | None:
