@@ -14,6 +14,14 @@ from tqdm.auto import tqdm
 from .. import lm
 
 
+def _cache_kwarg(model) -> str:
+    """The forward argument that takes a KV cache: `cache` in recent transformers, `past_key_values` before
+    (passing the old name now only logs a deprecation warning into the user's output)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def score_options(model, tokenizer, prompts: Sequence[str], options: Sequence[Sequence[str]], *,
                   batch_size: int = 16, progress: bool | str = False, shared_prefix: bool = True) -> list[list[float]]:
     """Mean per-token log-likelihood of every option after its (already templated) prompt.
@@ -64,13 +72,14 @@ def _shared_prefix_scores(model, tokenizer, prompts, options, batch_size, progre
             bar.update(len(rows))
             continue
         sel = torch.tensor([b for b, _ in rows], device=device)
-        cache = res.past_key_values
+        cache = getattr(res, "cache", None)  # transformers >=5.2x; `past_key_values` before
+        cache = res.past_key_values if cache is None else cache
         cache.batch_select_indices(sel)  # one copy of the prompt cache per option (repeated rows)
         oid, omask = lm.pad_batch(seqs, pad)  # right padding after the shared prompt
         oid, omask = oid.to(device), omask.to(device)
         opos = pos[sel, -1:] + 1 + torch.arange(oid.shape[1], device=device)
         logits = model(input_ids=oid, attention_mask=torch.cat([mask[sel], omask], dim=1), position_ids=opos,
-                       past_key_values=cache, use_cache=True).logits.float()
+                       use_cache=True, **{_cache_kwarg(model): cache}).logits.float()
         # log p(token k) = logit - logsumexp; token 0 comes from the prompt's last position
         later = logits[:, :-1].gather(-1, oid[:, 1:].unsqueeze(-1)).squeeze(-1) - logits[:, :-1].logsumexp(-1)
         tok_lp = torch.cat([first[sel].gather(-1, oid[:, :1]), later], dim=1)
