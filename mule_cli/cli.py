@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from . import __version__
@@ -33,6 +35,9 @@ cli.add_command(data)
 
 
 def main():
+    # mule draws its own progress bars; transformers' per-load "Loading weights" bars would interleave with
+    # them on every model load. Read once when transformers is imported; a user's explicit setting wins.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     cli(prog_name="mule")
 
 
