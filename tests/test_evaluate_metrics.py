@@ -94,3 +94,11 @@ def test_limit_is_per_objective_in_file_order(sample_records):
     kept = limit_records(recs, 1)
     assert [r["id"] for r in kept] == ["f1", "r1", "n1", "a1"]
     assert limit_records(recs, None) == recs
+
+
+def test_radar_legend_labels_are_short():
+    from mule_cli.evaluate.radar import short_label
+
+    assert short_label("runs/results/harry_potter/ours/model") == "ours"
+    assert short_label("runs/exp/x/") == "x"
+    assert short_label("smollm2-135m+oracle") == "smollm2-135m+oracle"

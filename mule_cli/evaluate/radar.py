@@ -27,6 +27,14 @@ def radar_values(row: dict, keys) -> list[float]:
     return out
 
 
+def short_label(name: str) -> str:
+    """A legend label: `runs/results/hp/ours/model` -> `ours`; aliases and in-context rows stay as they are."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p]
+    if len(parts) >= 2 and parts[-1] == "model":
+        return parts[-2]
+    return parts[-1] if parts else name
+
+
 def plot_radar(result, path) -> None:
     import matplotlib
 
@@ -35,19 +43,23 @@ def plot_radar(result, path) -> None:
 
     keys = [k for k in RADAR_KEYS if any(r.get(k) is not None for r in result.models)] or list(RADAR_KEYS)
     angles = [2 * math.pi * i / len(keys) for i in range(len(keys))]
-    fig = plt.figure(figsize=(7, 7))
+    n = len(result.models)
+    fig = plt.figure(figsize=(7, 7.6 + 0.22 * ((n + 1) // 2)))
     ax = fig.add_subplot(111, polar=True)
-    for row in result.models:
+    colors = plt.get_cmap("tab10" if n <= 10 else "tab20").colors  # one colour per model
+    for i, row in enumerate(result.models):
         values = radar_values(row, keys)
-        label = row["model"] + (" (base)" if row["model"] == result.base else "")
-        ax.plot(angles + angles[:1], values + values[:1], marker="o", linewidth=1.8, label=label)
-        ax.fill(angles + angles[:1], [0 if math.isnan(v) else v for v in values + values[:1]], alpha=0.08)
+        label = short_label(row["model"]) + (" (base)" if row["model"] == result.base else "")
+        ax.plot(angles + angles[:1], values + values[:1], marker="o", linewidth=1.8, label=label,
+                color=colors[i % len(colors)], linestyle="-" if i < len(colors) else "--")
+        ax.fill(angles + angles[:1], [0 if math.isnan(v) else v for v in values + values[:1]], alpha=0.06,
+                color=colors[i % len(colors)])
     ax.set_xticks(angles)
     ax.set_xticklabels([AXIS_LABELS[k] for k in keys])
     ax.set_ylim(0, 100)
     ax.set_yticks([20, 40, 60, 80, 100])
     ax.set_title("mule evaluate — outward is better\n(Forget and ASR plotted as 100 − x)", pad=24)
-    ax.legend(loc="upper right", bbox_to_anchor=(1.3, 1.12), fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     with atomic_open(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=120)
