@@ -13,6 +13,21 @@ METHODS = ("ours", "duet", "bild", "sft", "ga", "graddiff", "npo", "simnpo")
 RESPONSE_SOURCES = ("data", "teacher", "base")
 
 
+def _objective_items(text: str | dict, option: str, form: str) -> list[tuple[str, str]]:
+    """`a=1,b=2` (or a dict) -> [(key, value)]; the caller checks keys and values."""
+    if isinstance(text, dict):
+        return list(text.items())
+    items = []
+    for part in str(text).split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise MuleError(f"{option}: {part.strip()!r} is not {form}")
+        key, value = part.split("=", 1)
+        items.append((key.strip(), value.strip()))
+    return items
+
+
 def parse_response(text: str | dict | None) -> dict[str, str]:
     """`--response`: one source for every objective (`teacher`) or per objective
     (`retain=base,neighbor=base`, objectives not named keep `data`).
@@ -21,14 +36,10 @@ def parse_response(text: str | dict | None) -> dict[str, str]:
     model's greedy answer to the plain question, i.e. the path the student generates along before
     unlearning (keeping retain on it keeps the answers a user already gets)."""
     text = text or "data"
-    if isinstance(text, dict):
-        items = list(text.items())
-    elif "=" not in str(text):
-        items = [(o, str(text).strip()) for o in OBJECTIVES]
+    if isinstance(text, str) and "=" not in text:
+        items = [(o, text.strip()) for o in OBJECTIVES]
     else:
-        items = [("data" if "=" not in part else part.split("=", 1)[0].strip(),
-                  "" if "=" not in part else part.split("=", 1)[1].strip())
-                 for part in str(text).split(",") if part.strip()]
+        items = _objective_items(text, "--response", "objective=source")
     sources = {o: "data" for o in OBJECTIVES}
     for key, value in items:
         if key not in OBJECTIVES:
@@ -44,17 +55,7 @@ def parse_weights(text: str | dict | None) -> dict[str, float]:
     weights = {o: 1.0 for o in OBJECTIVES}
     if not text:
         return weights
-    if isinstance(text, dict):
-        items = list(text.items())
-    else:
-        items = []
-        for part in str(text).split(","):
-            if not part.strip():
-                continue
-            if "=" not in part:
-                raise MuleError(f"--weights: {part.strip()!r} is not objective=number")
-            key, value = part.split("=", 1)
-            items.append((key.strip(), value.strip()))
+    items = _objective_items(text, "--weights", "objective=number")
     for key, value in items:
         if key not in OBJECTIVES:
             raise MuleError(f"--weights: unknown objective {key!r} (expected {', '.join(OBJECTIVES)})")

@@ -57,6 +57,7 @@ def _shared_prefix_scores(model, tokenizer, prompts, options, batch_size, progre
     o_ids = [[enc(o) for o in opts] for opts in options]
     out = [[float("nan")] * len(opts) for opts in options]
     order = sorted(range(len(prompts)), key=lambda i: len(p_ids[i]))  # little padding per batch
+    cache_arg = _cache_kwarg(model)
     bar = tqdm(total=sum(len(o) for o in options), desc=progress if isinstance(progress, str) else "score",
                disable=not progress, unit="opt")
     for start in range(0, len(order), batch_size):
@@ -79,7 +80,7 @@ def _shared_prefix_scores(model, tokenizer, prompts, options, batch_size, progre
         oid, omask = oid.to(device), omask.to(device)
         opos = pos[sel, -1:] + 1 + torch.arange(oid.shape[1], device=device)
         logits = model(input_ids=oid, attention_mask=torch.cat([mask[sel], omask], dim=1), position_ids=opos,
-                       use_cache=True, **{_cache_kwarg(model): cache}).logits.float()
+                       use_cache=True, **{cache_arg: cache}).logits.float()
         # log p(token k) = logit - logsumexp; token 0 comes from the prompt's last position
         later = logits[:, :-1].gather(-1, oid[:, 1:].unsqueeze(-1)).squeeze(-1) - logits[:, :-1].logsumexp(-1)
         tok_lp = torch.cat([first[sel].gather(-1, oid[:, :1]), later], dim=1)
