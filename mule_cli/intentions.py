@@ -16,6 +16,11 @@ from .errors import MuleError
 from .records import OBJECTIVES
 
 REFUSAL = "I do not know."
+# An objective whose prompt is null (JSON) has no intention: its teacher sees exactly the student's
+# context, so that objective is self-distillation from the frozen base. On a small model a prompt plus
+# demos can make the teacher worse than the plain model on general questions (the HP oracle teacher keeps
+# only 66.7 Retain ROUGE), and distilling from it then teaches the student to be worse too.
+PLAIN = None
 
 TEMPLATES = {
     "forget": (
@@ -74,7 +79,8 @@ def _parse_sections(text: str, name: str) -> dict[str, str]:
 def load_file(path: str | Path, target: str | None = None) -> dict[str, str]:
     """Read prompts from JSON ({"forget": "...", ...}) or the `[objective]` section format.
 
-    Objectives the file leaves out are filled from the templates when a target is given.
+    Objectives the file leaves out are filled from the templates when a target is given; a JSON null
+    means no intention for that objective (PLAIN).
     """
     path = Path(path)
     try:
@@ -88,13 +94,13 @@ def load_file(path: str | Path, target: str | None = None) -> dict[str, str]:
             raise MuleError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from None
         prompts = {k: v for k, v in data.items() if k in OBJECTIVES}
         for key, value in prompts.items():
-            if not isinstance(value, str) or not value.strip():
-                raise MuleError(f"{path}: field '{key}': must be a non-empty string")
+            if value is not PLAIN and (not isinstance(value, str) or not value.strip()):
+                raise MuleError(f"{path}: field '{key}': must be a non-empty string, or null for no prompt")
     else:
         prompts = _parse_sections(text, str(path))
     base = from_target(target) if target else {}
     merged = {**base, **prompts}
-    missing = [o for o in OBJECTIVES if not merged.get(o)]
+    missing = [o for o in OBJECTIVES if o not in merged or merged[o] == ""]
     if missing:
         raise MuleError(f"{path}: no prompt for {', '.join(missing)} (add it, or pass --target to fill it)")
     return merged
@@ -151,11 +157,14 @@ def teacher_context(prompts: dict[str, str], objective: str, *, mode: str = "ora
 
     oracle: the record's own objective prompt (the paper's router with a perfect classifier);
     ensemble: every objective's prompt concatenated (the DUET-style baseline teacher).
+    A PLAIN objective (oracle mode) gets no context at all: no prompt and no demos.
     """
     if mode == "oracle":
         system = prompts[objective]
+        if system is PLAIN:
+            return []
     elif mode == "ensemble":
-        system = "\n\n".join(f"[{o}] {prompts[o]}" for o in OBJECTIVES if o in prompts)
+        system = "\n\n".join(f"[{o}] {prompts[o]}" for o in OBJECTIVES if prompts.get(o) is not PLAIN)
     else:
         raise MuleError(f"unknown teacher mode {mode!r} (expected oracle or ensemble)")
     return [{"role": "system", "content": system}, *_demo_messages(demos)]

@@ -429,3 +429,41 @@ def test_bfloat16_autocast_step_tracks_the_float32_step(tiny_model_dir, data_fil
     da = torch.cat([(a[k] - base[k]).flatten() for k in a])
     db = torch.cat([(b[k].float() - base[k]).flatten() for k in a])
     assert torch.nn.functional.cosine_similarity(da, db, dim=0) > 0.9
+
+
+def test_plain_intention_makes_the_objective_self_distillation(tiny_model_dir, tmp_path, tokenizer):
+    """A null prompt: the teacher sees exactly the student's context (no prompt, no demos), so a
+    retain-only first step has zero loss; a forget step with a prompt does not."""
+    from mule_cli.distill.batches import student_prompt, teacher_prompt
+    from mule_cli.intentions import load_file
+
+    path = tmp_path / "intentions.json"
+    path.write_text(json.dumps({"retain": None}), encoding="utf-8")
+    prompts = load_file(path, target="Harry Potter")
+    assert prompts["retain"] is None and "Harry Potter" in prompts["forget"]
+    retain = RECORDS[2]
+    assert teacher_prompt(tokenizer, retain, RECORDS, prompts, "oracle", 2) == student_prompt(tokenizer, retain)
+    assert teacher_prompt(tokenizer, RECORDS[0], RECORDS, prompts, "oracle", 2) != student_prompt(tokenizer, RECORDS[0])
+    ensemble = teacher_prompt(tokenizer, retain, RECORDS, prompts, "ensemble", 0)
+    assert "[forget]" in ensemble and "[retain]" not in ensemble
+
+    def first_loss(objective):
+        data = write_jsonl(tmp_path / f"{objective}.jsonl", [r for r in RECORDS if r["objective"] == objective])
+        losses = []
+        distill(config(tiny_model_dir, data, tmp_path / objective, intentions=str(path), max_steps=1),
+                on_step=lambda step, row: losses.append(row["loss"]))
+        return losses[0]
+
+    retain, forget = first_loss("retain"), first_loss("forget")
+    assert retain == pytest.approx(0.0, abs=1e-8)
+    assert forget > 1e-5  # the tiny random model barely reacts to a prompt, but it does
+
+
+def test_intentions_file_rejects_empty_strings_but_not_null(tmp_path):
+    from mule_cli.intentions import load_file
+
+    path = tmp_path / "intentions.json"
+    path.write_text(json.dumps({"forget": "  "}), encoding="utf-8")
+    with pytest.raises(MuleError, match="field 'forget'.*null for no prompt"):
+        load_file(path, target="Harry Potter")
+
