@@ -17,9 +17,9 @@ from .records import OBJECTIVES
 
 REFUSAL = "I do not know."
 # An objective whose prompt is null (JSON) has no intention: its teacher sees exactly the student's
-# context, so that objective is self-distillation from the frozen base. On a small model a prompt plus
-# demos can make the teacher worse than the plain model on general questions (the HP oracle teacher keeps
-# only 66.7 Retain ROUGE), and distilling from it then teaches the student to be worse too.
+# context, so that objective is self-distillation from the frozen base. Why one would: on a small model a
+# prompt plus demos can make the teacher worse than the plain model on general questions (the HP oracle
+# teacher keeps 66.7 Retain ROUGE in context). Measured on HP it did not pay off (docs/RESULTS.md).
 PLAIN = None
 
 TEMPLATES = {

@@ -31,8 +31,9 @@ Examples:
 @click.option("--method", type=click.Choice(["ours", "duet", "bild", "sft", "ga", "graddiff", "npo", "simnpo"]),
               default="ours", show_default=True, help=METHOD_HELP)
 @click.option("--target", help="What to unlearn, e.g. \"Harry Potter\"; fills the built-in intention prompts.")
-@click.option("--intentions", type=click.Path(dir_okay=False), help="Intention prompts file (JSON or [objective] sections); in JSON, null for an objective "
-                   "means no intention: its teacher sees the student's own context.")
+@click.option("--intentions", type=click.Path(dir_okay=False),
+              help="Intention prompts file (JSON or [objective] sections); in JSON, null for an objective means "
+                   "no intention: its teacher sees the student's own context.")
 @click.option("--teacher", type=click.Choice(["oracle", "ensemble"]), default="oracle", show_default=True,
               help="oracle: each record's own objective prompt; ensemble: all prompts concatenated.")
 @click.option("--demos", type=int, default=3, show_default=True, help="Few-shot demonstrations in the teacher context.")
