@@ -15,20 +15,18 @@ from pathlib import Path
 
 import torch
 
-from mule_cli.models import load_tokenizer, resolve_model
+from mule_cli.models import load_model
 
 
-def noised_copy(model_path: Path, rel: float, out: Path, seed: int = 0) -> Path:
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+def noised_copy(name: str, rel: float, out: Path, seed: int = 0) -> Path:
+    model, tokenizer = load_model(name, device="cpu", dtype="float32")
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() > 1:
                 p.add_(torch.randn(p.shape, generator=g) * p.std() * rel)
     model.save_pretrained(out)
-    load_tokenizer(model_path).save_pretrained(out)
+    tokenizer.save_pretrained(out)
     return out
 
 
@@ -39,9 +37,8 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--out", default="runs/noise")
     args = ap.parse_args()
-    path = resolve_model(args.model)
     for rel in args.rel:
-        print(noised_copy(path, rel, Path(args.out) / f"rel{rel}"))
+        print(noised_copy(args.model, rel, Path(args.out) / f"rel{rel}"))
 
 
 if __name__ == "__main__":

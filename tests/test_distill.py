@@ -466,4 +466,5 @@ def test_intentions_file_rejects_empty_strings_but_not_null(tmp_path):
     path.write_text(json.dumps({"forget": "  "}), encoding="utf-8")
     with pytest.raises(MuleError, match="field 'forget'.*null for no prompt"):
         load_file(path, target="Harry Potter")
-
+    path.write_text(json.dumps({"forget": None}), encoding="utf-8")
+    assert load_file(path, target="Harry Potter")["forget"] is None
