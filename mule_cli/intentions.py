@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .errors import MuleError
+from .objective_options import per_objective
 from .records import OBJECTIVES
 
 REFUSAL = "I do not know."
+DEFAULT_DEMOS = 3
 # An objective whose prompt is null (JSON) has no intention: its teacher sees exactly the student's
 # context, so that objective is self-distillation from the frozen base. Why one would: on a small model a
 # prompt plus demos can make the teacher worse than the plain model on general questions (the HP oracle
@@ -113,6 +115,22 @@ def build_intentions(target: str | None = None, path: str | Path | None = None) 
     if target:
         return from_target(target)
     raise MuleError("give --target \"what to unlearn\" or --intentions FILE")
+
+
+def parse_demos(value: int | str | dict | None) -> dict[str, int]:
+    """`--demos`: one count for every teacher context (`3`) or per objective (`retain=0`; objectives not
+    named keep 3). Why per objective: on the 135M model, three short-answer demos make the retain teacher
+    answer tersely and wrongly (HP in context: Retain 66.7 with 3, 90.4 with 0), while the neighbour
+    teacher needs its demos not to refuse (refusal picks 23.1 with 3, 76.9 with 0)."""
+    def count(key, raw):
+        try:
+            n = int(raw)
+            if n < 0 or str(raw).strip() not in (str(n), f"+{n}"):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise MuleError(f"--demos: {key}{raw!s} is not a whole number >= 0") from None
+        return n
+    return per_objective(value, "--demos", "objective=count", DEFAULT_DEMOS, count)
 
 
 def pick_demos(records: Sequence[dict], objective: str, exclude_id: str | None, n: int) -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ from mule_cli.distill.forward import ResponseLogits
 from mule_cli.distill.methods import loss_sums, spec_for
 from mule_cli.errors import MuleError
 from mule_cli.intentions import from_target
+from mule_cli.records import OBJECTIVES
 
 RECORDS = [
     {"id": "f1", "objective": "forget", "question": "Who is Harry Potter's best friend?", "answer": "Ron Weasley"},
@@ -386,12 +387,42 @@ def test_parse_response_per_objective_and_errors():
     assert set(parse_response("teacher").values()) == {"teacher"}
     mixed = parse_response("retain=base,neighbor=teacher")
     assert mixed["retain"] == "base" and mixed["neighbor"] == "teacher" and mixed["forget"] == "data"
-    with pytest.raises(MuleError, match="not objective=source"):
+    with pytest.raises(MuleError, match="unknown objective 'retian'"):
         parse_response("retian=base")
-    with pytest.raises(MuleError, match="must be one of"):
+    with pytest.raises(MuleError, match="retain=oracle is not a source"):
         parse_response("retain=oracle")
-    with pytest.raises(MuleError, match="must be one of"):
+    with pytest.raises(MuleError, match="student is not a source"):
         DistillConfig(model="m", data=["d"], output="o", response="student")
+
+
+def test_demos_one_count_or_per_objective():
+    from mule_cli.intentions import parse_demos
+
+    assert parse_demos("2") == {o: 2 for o in OBJECTIVES}
+    assert parse_demos(0) == {o: 0 for o in OBJECTIVES}
+    assert parse_demos("retain=0, neighbor=1") == {"forget": 3, "adversarial": 3, "retain": 0, "neighbor": 1}
+    for bad, message in [("-1", "-1 is not a whole number"), ("retain=1.5", "retain=1.5 is not a whole"),
+                         ("retian=0", "unknown objective 'retian'"), ("retain", "retain is not a whole")]:
+        with pytest.raises(MuleError, match=message):
+            parse_demos(bad)
+    # one count stays a plain int (what run.json and resume compare); a mix stays per objective
+    assert DistillConfig(model="m", data=["d"], output="o", demos="2").demos == 2
+    assert DistillConfig(model="m", data=["d"], output="o", demos="retain=0").demos["retain"] == 0
+
+
+def test_per_objective_demos_reach_only_that_objectives_teacher(tokenizer):
+    from mule_cli.distill.batches import teacher_prompt
+
+    prompts = from_target("Harry Potter")
+    by_objective = {r["objective"]: r for r in RECORDS}
+    for objective, rec in by_objective.items():
+        none = teacher_prompt(tokenizer, rec, RECORDS, prompts, "oracle", 0)
+        mixed = teacher_prompt(tokenizer, rec, RECORDS, prompts, "oracle", {**{o: 1 for o in OBJECTIVES},
+                                                                              "retain": 0})
+        if objective == "retain":
+            assert mixed == none
+        elif any(r["objective"] == objective and r["id"] != rec["id"] for r in RECORDS):
+            assert len(mixed) > len(none)  # a demo turn was added
 
 
 def test_response_base_is_the_plain_greedy_answer_for_named_objectives_only(tiny_model_dir, data_file, tmp_path,

@@ -102,3 +102,20 @@ def test_radar_legend_labels_are_short():
     assert short_label("runs/results/harry_potter/ours/model") == "ours"
     assert short_label("runs/exp/x/") == "x"
     assert short_label("smollm2-135m+oracle") == "smollm2-135m+oracle"
+
+
+def test_in_context_demos_per_objective(sample_records):
+    """`--demos retain=0`: retain questions get the bare intention, the others their demos."""
+    from mule_cli.evaluate.runner import make_context_fn
+    from mule_cli.intentions import from_target
+
+    pool = sample_records + [{**r, "id": r["id"] + "b", "question": r["question"] + " (again)"}
+                             for r in sample_records]
+    context = make_context_fn("oracle", from_target("Harry Potter"), pool, "retain=0,forget=2")
+    turns = {r["objective"]: len(context(r["id"], r["question"], r["objective"])) for r in sample_records}
+    assert turns["retain"] == 1  # the system prompt only
+    assert turns["forget"] == 1 + 2 * 1  # one other forget record in the pool -> one demo pair
+    assert turns["neighbor"] == 1 + 2 * 1
+    ensemble = make_context_fn("ensemble", from_target("Harry Potter"), pool, "retain=0")
+    assert len(ensemble("r1", sample_records[1]["question"], "retain")) == 1
+    assert len(ensemble("f1", sample_records[0]["question"], "forget")) > 1

@@ -36,7 +36,9 @@ Examples:
                    "no intention: its teacher sees the student's own context.")
 @click.option("--teacher", type=click.Choice(["oracle", "ensemble"]), default="oracle", show_default=True,
               help="oracle: each record's own objective prompt; ensemble: all prompts concatenated.")
-@click.option("--demos", type=int, default=3, show_default=True, help="Few-shot demonstrations in the teacher context.")
+@click.option("--demos", default="3", show_default=True,
+              help="Few-shot demonstrations in the teacher context: one count, or per objective, e.g. retain=0 "
+                   "(objectives not named keep 3).")
 @click.option("--amplify", type=float, default=0.0, show_default=True,
               help="λ: teacher logits on forget/adversarial = t_p + λ(t_p − t_plain) (0 = the paper).")
 @click.option("--response", default="data", show_default=True,

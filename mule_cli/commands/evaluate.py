@@ -38,8 +38,9 @@ Examples:
               help="Add an in-context row: the base model steered by intention prompts (repeatable).")
 @click.option("--target", default=None, help="What is unlearned, e.g. \"Harry Potter\" (fills the intention templates).")
 @click.option("--intentions", type=click.Path(dir_okay=False), default=None, help="Intention prompts file.")
-@click.option("--demos", type=click.IntRange(min=0), default=3, show_default=True,
-              help="Few-shot demonstrations in in-context rows.")
+@click.option("--demos", default="3", show_default=True,
+              help="Few-shot demonstrations in in-context rows: one count, or per objective, e.g. retain=0 "
+                   "(objectives not named keep 3).")
 @click.option("--asr-threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="An attack succeeds when ROUGE-L recall of the answer is at least this.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=48, show_default=True,
@@ -69,10 +70,11 @@ def evaluate(models, base, data, mmlu, mmlu_limit, limit, teachers, target, inte
     models = list(models) or ([base] if base else [DEFAULT_MODEL])
     for name in dict.fromkeys([*models, *([base] if base else [])]):
         locate_model(name)
+    from ..intentions import build_intentions, parse_demos
+
+    demos = parse_demos(demos)
     prompts = None
     if teachers:
-        from ..intentions import build_intentions
-
         prompts = build_intentions(target, intentions)
     elif target or intentions:
         raise MuleError("--target/--intentions only matter with --teacher oracle|ensemble")

@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 
 from ..errors import MuleError
-from ..intentions import REFUSAL, pick_demos, teacher_context
+from ..intentions import REFUSAL, parse_demos, pick_demos, teacher_context
 from ..lm import chat_prompt, encode_pair, join_prefill, pad_batch
 
 
@@ -52,8 +52,11 @@ def student_prompt(tokenizer, record: dict) -> str:
     return chat_prompt(tokenizer, record["question"], prefill=record.get("prefill"))
 
 
-def teacher_prompt(tokenizer, record: dict, records: Sequence[dict], prompts: dict, mode: str, n_demos: int) -> str:
-    demos = pick_demos(records, record["objective"], record["id"], n_demos)
+def teacher_prompt(tokenizer, record: dict, records: Sequence[dict], prompts: dict, mode: str,
+                   n_demos: int | str | dict) -> str:
+    """n_demos: one count, or per objective (see `parse_demos`)."""
+    n = parse_demos(n_demos)[record["objective"]]
+    demos = pick_demos(records, record["objective"], record["id"], n)
     context = teacher_context(prompts, record["objective"], mode=mode, demos=demos)
     return chat_prompt(tokenizer, record["question"], prefill=record.get("prefill"), context=context)
 
@@ -69,7 +72,7 @@ def _fit(ids: list[int], resp: list[int], max_length: int, rec_id: str, side: st
 
 
 def build_examples(records: Sequence[dict], tokenizer, *, method: str, prompts: dict | None, teacher_mode: str = "oracle",
-                   n_demos: int = 0, max_length: int = 1024, generated: dict | None = None) -> list[Example]:
+                   n_demos: int | str | dict = 0, max_length: int = 1024, generated: dict | None = None) -> list[Example]:
     """Tokenise every record for the student and (when a prompted teacher is used) the teacher."""
     examples = []
     for i, rec in enumerate(records):

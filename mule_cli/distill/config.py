@@ -7,25 +7,12 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ..errors import MuleError
+from ..intentions import parse_demos
+from ..objective_options import objective_items, per_objective
 from ..records import OBJECTIVES
 
 METHODS = ("ours", "duet", "bild", "sft", "ga", "graddiff", "npo", "simnpo")
 RESPONSE_SOURCES = ("data", "teacher", "base")
-
-
-def _objective_items(text: str | dict, option: str, form: str) -> list[tuple[str, str]]:
-    """`a=1,b=2` (or a dict) -> [(key, value)]; the caller checks keys and values."""
-    if isinstance(text, dict):
-        return list(text.items())
-    items = []
-    for part in str(text).split(","):
-        if not part.strip():
-            continue
-        if "=" not in part:
-            raise MuleError(f"{option}: {part.strip()!r} is not {form}")
-        key, value = part.split("=", 1)
-        items.append((key.strip(), value.strip()))
-    return items
 
 
 def parse_response(text: str | dict | None) -> dict[str, str]:
@@ -35,19 +22,11 @@ def parse_response(text: str | dict | None) -> dict[str, str]:
     data = the record's answer; teacher = the prompted teacher's own greedy answer; base = the frozen base
     model's greedy answer to the plain question, i.e. the path the student generates along before
     unlearning (keeping retain on it keeps the answers a user already gets)."""
-    text = text or "data"
-    if isinstance(text, str) and "=" not in text:
-        items = [(o, text.strip()) for o in OBJECTIVES]
-    else:
-        items = _objective_items(text, "--response", "objective=source")
-    sources = {o: "data" for o in OBJECTIVES}
-    for key, value in items:
-        if key not in OBJECTIVES:
-            raise MuleError(f"--response: {key!r} is not objective=source (objectives: {', '.join(OBJECTIVES)})")
-        if value not in RESPONSE_SOURCES:
-            raise MuleError(f"--response: source {value!r} for {key} must be one of {', '.join(RESPONSE_SOURCES)}")
-        sources[key] = value
-    return sources
+    def source(key, raw):
+        if raw not in RESPONSE_SOURCES:
+            raise MuleError(f"--response: {key}{raw} is not a source (use one of {', '.join(RESPONSE_SOURCES)})")
+        return raw
+    return per_objective(text, "--response", "objective=source", "data", source)
 
 
 def parse_weights(text: str | dict | None) -> dict[str, float]:
@@ -55,7 +34,7 @@ def parse_weights(text: str | dict | None) -> dict[str, float]:
     weights = {o: 1.0 for o in OBJECTIVES}
     if not text:
         return weights
-    items = _objective_items(text, "--weights", "objective=number")
+    items = objective_items(text, "--weights", "objective=number")
     for key, value in items:
         if key not in OBJECTIVES:
             raise MuleError(f"--weights: unknown objective {key!r} (expected {', '.join(OBJECTIVES)})")
@@ -79,7 +58,7 @@ class DistillConfig:
     target: str | None = None
     intentions: str | None = None
     teacher: str = "oracle"  # oracle | ensemble
-    demos: int = 3
+    demos: int | str | dict = 3  # few-shot demos per teacher context: 3, or per objective "retain=0"
     amplify: float = 0.0
     response: str = "data"  # data | teacher | base, or per objective: "retain=base,neighbor=teacher"
     weights: dict = field(default_factory=lambda: {o: 1.0 for o in OBJECTIVES})
@@ -120,12 +99,15 @@ class DistillConfig:
 
     def __post_init__(self):
         self.weights = parse_weights(self.weights)
+        counts = parse_demos(self.demos)  # one count stays a plain int (run.json, resume checks)
+        self.demos = next(iter(counts.values())) if len(set(counts.values())) == 1 else counts
         if isinstance(self.data, (str, bytes)):
             self.data = [self.data]
         self.validate()
 
     def validate(self) -> None:
         parse_response(self.response)
+        parse_demos(self.demos)
         checks = [
             (self.method in METHODS, f"--method must be one of {', '.join(METHODS)}"),
             (self.teacher in ("oracle", "ensemble"), "--teacher must be oracle or ensemble"),
@@ -138,7 +120,6 @@ class DistillConfig:
             (self.lr > 0, "--lr must be > 0"),
             (self.top_k >= 1 and self.bild_top_k >= 1, "top-k values must be >= 1"),
             (self.beta > 0, "--beta must be > 0"),
-            (self.demos >= 0, "--demos must be >= 0"),
             (self.amplify >= 0, "--amplify must be >= 0"),
             (self.save_every >= 0 and self.grad_cosine >= 0, "--save-every/--grad-cosine must be >= 0"),
             (self.max_bad_steps >= 1, "--max-bad-steps must be >= 1"),
@@ -151,6 +132,10 @@ class DistillConfig:
     @property
     def response_sources(self) -> dict[str, str]:
         return parse_response(self.response)
+
+    @property
+    def demo_counts(self) -> dict[str, int]:
+        return parse_demos(self.demos)
 
     @property
     def needs_intentions(self) -> bool:

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 
 from .. import lm
 from ..errors import MuleError
-from ..intentions import pick_demos, teacher_context
+from ..intentions import parse_demos, pick_demos, teacher_context
 from ..records import OBJECTIVES
 from . import mcq
 from .metrics import (COUNT_KEYS, METRIC_KEYS, OVERALL_TERMS, attack_succeeded, overall_score, percent,
@@ -39,7 +39,7 @@ class EvalSettings:
     batch_size: int = 16
     asr_threshold: float = 0.5
     limit: int | None = None  # records per objective (file order)
-    demos: int = 3  # few-shot demonstrations in in-context (teacher) rows
+    demos: int | str | dict = 3  # few-shot demonstrations in in-context (teacher) rows; or per objective
     shared_prefix: bool = True  # MCQ: one prompt pass per question, its KV cache reused for every option
     progress: bool = True
 
@@ -70,12 +70,15 @@ def limit_records(records: Sequence[dict], limit: int | None) -> list[dict]:
 
 # --- teacher contexts ----------------------------------------------------------------------------
 
-def make_context_fn(mode: str | None, prompts: dict | None, pool: Sequence[dict], n_demos: int) -> Callable:
+def make_context_fn(mode: str | None, prompts: dict | None, pool: Sequence[dict],
+                    n_demos: int | str | dict) -> Callable:
     """A function (record_id, question, objective) -> context messages for chat_prompt.
 
     Demos never use a record whose question equals the one being asked (adversarial records often
-    repeat a forget question), so no record sees its own answer or refusal as a demonstration.
+    repeat a forget question), so no record sees its own answer or refusal as a demonstration. A record
+    of objective o gets `parse_demos(n_demos)[o]` demos (ensemble: cycling through the objectives).
     """
+    counts_by_objective = parse_demos(n_demos)
     if mode is None:
         return lambda rid, question, objective: ()
     if mode not in TEACHER_MODES:
@@ -86,10 +89,10 @@ def make_context_fn(mode: str | None, prompts: dict | None, pool: Sequence[dict]
     def context(rid: str, question: str, objective: str):
         others = [r for r in pool if r["question"].strip() != question.strip()]
         if mode == "oracle":
-            demos = pick_demos(others, objective, rid, n_demos)
+            demos = pick_demos(others, objective, rid, counts_by_objective[objective])
         else:
             counts = {o: 0 for o in OBJECTIVES}
-            for k in range(max(n_demos, 0)):
+            for k in range(counts_by_objective[objective]):
                 counts[OBJECTIVES[k % len(OBJECTIVES)]] += 1
             per = {o: pick_demos(others, o, rid, c) for o, c in counts.items()}
             demos = [d for k in range(max(counts.values(), default=0)) for o in OBJECTIVES
