@@ -346,6 +346,13 @@ def test_amplify_magnifies_the_intention_effect_on_forget_like_rows_only(tiny_mo
         want = t_p[row, :n] + 2.0 * (t_p[row, :n] - t_plain[row, :n]) if e.objective in ("forget", "adversarial") \
             else t_p[row, :n]
         assert torch.allclose(got[row, :n], want, atol=1e-4), e.objective
+    # per objective: each row gets its own objective's λ, unnamed objectives none
+    lams = {"forget": 2.0, "neighbor": 0.5}
+    mixed = Teacher(tiny_model, amplify="forget=2,neighbor=0.5").logits(batch)
+    for row, e in enumerate(ex):
+        n, lam = e.n, lams.get(e.objective, 0.0)
+        want = t_p[row, :n] + lam * (t_p[row, :n] - t_plain[row, :n])
+        assert torch.allclose(mixed[row, :n], want, atol=1e-4), e.objective
     plain = Teacher(tiny_model, amplify=0.0).logits(batch)
     assert torch.allclose(plain[batch.teacher.valid], t_p[batch.teacher.valid], atol=1e-5)
 
@@ -393,6 +400,18 @@ def test_parse_response_per_objective_and_errors():
         parse_response("retain=oracle")
     with pytest.raises(MuleError, match="student is not a source"):
         DistillConfig(model="m", data=["d"], output="o", response="student")
+
+
+def test_amplify_one_number_means_forget_like_or_per_objective():
+    from mule_cli.distill.config import parse_amplify
+
+    assert parse_amplify("2") == {"forget": 2.0, "adversarial": 2.0, "retain": 0.0, "neighbor": 0.0}
+    assert parse_amplify("neighbor=1")["neighbor"] == 1.0 and parse_amplify("neighbor=1")["forget"] == 0.0
+    for bad, message in [("-1", "-1 must be >= 0"), ("neighbor=x", "neighbor=x is not a number"),
+                         ("nieghbor=1", "unknown objective 'nieghbor'")]:
+        with pytest.raises(MuleError, match=message):
+            parse_amplify(bad)
+    assert DistillConfig(model="m", data=["d"], output="o", amplify="forget=2,adversarial=2").amplify == 2.0
 
 
 def test_demos_one_count_or_per_objective():

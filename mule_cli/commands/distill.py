@@ -39,8 +39,9 @@ Examples:
 @click.option("--demos", default="3", show_default=True,
               help="Few-shot demonstrations in the teacher context: one count, or per objective, e.g. retain=0 "
                    "(objectives not named keep 3).")
-@click.option("--amplify", type=float, default=0.0, show_default=True,
-              help="λ: teacher logits on forget/adversarial = t_p + λ(t_p − t_plain) (0 = the paper).")
+@click.option("--amplify", default="0", show_default=True,
+              help="λ: teacher logits = t_p + λ(t_p − t_plain) (0 = the paper). One number applies to "
+                   "forget/adversarial; per objective, e.g. forget=2,adversarial=2,neighbor=1 (unnamed: 0).")
 @click.option("--response", default="data", show_default=True,
               help="Tokens both sides are forced on: data (the record's answer), teacher (the prompted teacher's "
                    "greedy answer) or base (the base model's greedy answer to the plain question); one for all "

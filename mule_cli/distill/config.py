@@ -29,6 +29,25 @@ def parse_response(text: str | dict | None) -> dict[str, str]:
     return per_objective(text, "--response", "objective=source", "data", source)
 
 
+def parse_amplify(value: float | str | dict | None) -> dict[str, float]:
+    """`--amplify`: one λ for the forget-like objectives (`2` = forget and adversarial, as in the paper's
+    extension) or per objective (`forget=2,adversarial=2,neighbor=1`; objectives not named get 0).
+    λ on neighbour pushes the teacher further from the plain model in the "answer, do not refuse"
+    direction of its intention, against the refusal habit the forget side spreads."""
+    def number(key, raw):
+        try:
+            lam = float(raw)
+        except (TypeError, ValueError):
+            raise MuleError(f"--amplify: {key}{raw} is not a number") from None
+        if not lam >= 0:
+            raise MuleError(f"--amplify: {key}{raw} must be >= 0")
+        return lam
+    if value is not None and not isinstance(value, dict) and "=" not in str(value):
+        lam = number("", value)
+        return {o: (lam if o in ("forget", "adversarial") else 0.0) for o in OBJECTIVES}
+    return per_objective(value, "--amplify", "objective=number", 0.0, number)
+
+
 def parse_weights(text: str | dict | None) -> dict[str, float]:
     """`forget=1,retain=0.5` -> {objective: weight}; objectives not named keep weight 1."""
     weights = {o: 1.0 for o in OBJECTIVES}
@@ -59,7 +78,7 @@ class DistillConfig:
     intentions: str | None = None
     teacher: str = "oracle"  # oracle | ensemble
     demos: int | str | dict = 3  # few-shot demos per teacher context: 3, or per objective "retain=0"
-    amplify: float = 0.0
+    amplify: float | str | dict = 0.0  # λ for forget/adversarial, or per objective "forget=2,neighbor=1"
     response: str = "data"  # data | teacher | base, or per objective: "retain=base,neighbor=teacher"
     weights: dict = field(default_factory=lambda: {o: 1.0 for o in OBJECTIVES})
     # loss hyper-parameters
@@ -99,6 +118,9 @@ class DistillConfig:
 
     def __post_init__(self):
         self.weights = parse_weights(self.weights)
+        lams = parse_amplify(self.amplify)  # the forget-only form stays a plain number
+        forget_only = lams["forget"] == lams["adversarial"] and not lams["retain"] and not lams["neighbor"]
+        self.amplify = lams["forget"] if forget_only else lams
         counts = parse_demos(self.demos)  # one count stays a plain int (run.json, resume checks)
         self.demos = next(iter(counts.values())) if len(set(counts.values())) == 1 else counts
         if isinstance(self.data, (str, bytes)):
@@ -120,7 +142,6 @@ class DistillConfig:
             (self.lr > 0, "--lr must be > 0"),
             (self.top_k >= 1 and self.bild_top_k >= 1, "top-k values must be >= 1"),
             (self.beta > 0, "--beta must be > 0"),
-            (self.amplify >= 0, "--amplify must be >= 0"),
             (self.save_every >= 0 and self.grad_cosine >= 0, "--save-every/--grad-cosine must be >= 0"),
             (self.max_bad_steps >= 1, "--max-bad-steps must be >= 1"),
             (any(w > 0 for w in self.weights.values()), "--weights: at least one objective needs a weight > 0"),
@@ -132,6 +153,10 @@ class DistillConfig:
     @property
     def response_sources(self) -> dict[str, str]:
         return parse_response(self.response)
+
+    @property
+    def amplify_by_objective(self) -> dict[str, float]:
+        return parse_amplify(self.amplify)
 
     @property
     def demo_counts(self) -> dict[str, int]:

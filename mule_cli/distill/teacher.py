@@ -1,8 +1,8 @@
 """The frozen teacher: the base model, read under torch.inference_mode.
 
 It gives (a) its logits at the response positions with the intention prompt in context, optionally
-amplified on forget-like records (--amplify λ: t_p + λ·(t_p − t_plain), where t_plain is the same
-model on the student's context), and (b) plain-context log-likelihoods, the reference of NPO.
+amplified per objective (--amplify λ: t_p + λ·(t_p − t_plain), where t_plain is the same model on the
+student's context; by default on the forget-like records only), and (b) plain-context log-likelihoods, the reference of NPO.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import torch
 from .batches import Batch
 from .forward import ResponseLogits
 
-AMPLIFIED = ("forget", "adversarial")
-
-
 class Teacher:
-    def __init__(self, lm, amplify: float = 0.0, autocast_dtype=None):
+    def __init__(self, lm, amplify: float | dict = 0.0, autocast_dtype=None):
+        """amplify: λ for forget/adversarial records, or {objective: λ}."""
         self.lm = lm.eval()
         for p in self.lm.parameters():
             p.requires_grad_(False)
         self.head = ResponseLogits(self.lm)
-        self.amplify = amplify
+        from .config import parse_amplify
+
+        self.amplify = parse_amplify(amplify)
         self.autocast_dtype = autocast_dtype
         self.device = next(lm.parameters()).device
 
@@ -34,10 +34,11 @@ class Teacher:
         """Teacher logits [B, R, V] (fp32) aligned row by row with the student's response logits."""
         with torch.inference_mode():
             t = self._run(batch.teacher)
-            rows = [i for i, o in enumerate(batch.objectives) if o in AMPLIFIED]
-            if self.amplify and rows:
+            rows = [i for i, o in enumerate(batch.objectives) if self.amplify[o]]
+            if rows:
                 plain = self._run(_rows(batch.student, rows))
-                t[rows] = t[rows] + self.amplify * (t[rows] - plain)
+                lam = torch.tensor([self.amplify[batch.objectives[i]] for i in rows], device=t.device)
+                t[rows] = t[rows] + lam.view(-1, 1, 1) * (t[rows] - plain)
         return t.clone()  # a normal tensor: inference tensors cannot be saved for backward
 
     def plain_token_logprobs(self, batch: Batch) -> torch.Tensor:
