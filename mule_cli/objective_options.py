@@ -1,5 +1,5 @@
 """Options that take one value for every objective or `objective=value` pairs (`--weights`,
-`--response`, `--demos`): one parser, so they all read and fail the same way."""
+`--response`, `--demos`, `--amplify`): one parser, so they all read and fail the same way."""
 
 from __future__ import annotations
 

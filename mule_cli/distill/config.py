@@ -49,21 +49,20 @@ def parse_amplify(value: float | str | dict | None) -> dict[str, float]:
 
 
 def parse_weights(text: str | dict | None) -> dict[str, float]:
-    """`forget=1,retain=0.5` -> {objective: weight}; objectives not named keep weight 1."""
-    weights = {o: 1.0 for o in OBJECTIVES}
-    if not text:
-        return weights
-    items = objective_items(text, "--weights", "objective=number")
-    for key, value in items:
-        if key not in OBJECTIVES:
-            raise MuleError(f"--weights: unknown objective {key!r} (expected {', '.join(OBJECTIVES)})")
+    """`forget=1,retain=0.5` -> {objective: weight}; objectives not named keep weight 1. A bare number is
+    an error: one weight for every objective would change nothing."""
+    if text and not isinstance(text, dict) and "=" not in str(text):
+        objective_items(text, "--weights", "objective=number")  # raises "'0.5' is not objective=number"
+
+    def number(label, raw):
         try:
-            weights[key] = float(value)
+            weight = float(raw)
         except (TypeError, ValueError):
-            raise MuleError(f"--weights: {key}={value!r} is not a number") from None
-        if weights[key] < 0:
-            raise MuleError(f"--weights: {key} must be >= 0")
-    return weights
+            raise MuleError(f"--weights: {label}{raw!r} is not a number") from None
+        if weight < 0:
+            raise MuleError(f"--weights: {label.rstrip('=')} must be >= 0")
+        return weight
+    return per_objective(text or None, "--weights", "objective=number", 1.0, number)
 
 
 @dataclass
@@ -121,7 +120,7 @@ class DistillConfig:
         lams = parse_amplify(self.amplify)  # the forget-only form stays a plain number
         forget_only = lams["forget"] == lams["adversarial"] and not lams["retain"] and not lams["neighbor"]
         self.amplify = lams["forget"] if forget_only else lams
-        counts = parse_demos(self.demos)  # one count stays a plain int (run.json, resume checks)
+        counts = parse_demos(self.demos)  # checks it; one count stays a plain int (run.json, resume checks)
         self.demos = next(iter(counts.values())) if len(set(counts.values())) == 1 else counts
         if isinstance(self.data, (str, bytes)):
             self.data = [self.data]
@@ -129,7 +128,6 @@ class DistillConfig:
 
     def validate(self) -> None:
         parse_response(self.response)
-        parse_demos(self.demos)
         checks = [
             (self.method in METHODS, f"--method must be one of {', '.join(METHODS)}"),
             (self.teacher in ("oracle", "ensemble"), "--teacher must be oracle or ensemble"),
@@ -153,14 +151,6 @@ class DistillConfig:
     @property
     def response_sources(self) -> dict[str, str]:
         return parse_response(self.response)
-
-    @property
-    def amplify_by_objective(self) -> dict[str, float]:
-        return parse_amplify(self.amplify)
-
-    @property
-    def demo_counts(self) -> dict[str, int]:
-        return parse_demos(self.demos)
 
     @property
     def needs_intentions(self) -> bool:

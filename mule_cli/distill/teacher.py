@@ -2,7 +2,8 @@
 
 It gives (a) its logits at the response positions with the intention prompt in context, optionally
 amplified per objective (--amplify λ: t_p + λ·(t_p − t_plain), where t_plain is the same model on the
-student's context; by default on the forget-like records only), and (b) plain-context log-likelihoods, the reference of NPO.
+student's context; by default on the forget-like records only), and (b) plain-context log-likelihoods,
+the reference of NPO.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from .batches import Batch
+from .config import parse_amplify
 from .forward import ResponseLogits
 
 class Teacher:
@@ -19,8 +21,6 @@ class Teacher:
         for p in self.lm.parameters():
             p.requires_grad_(False)
         self.head = ResponseLogits(self.lm)
-        from .config import parse_amplify
-
         self.amplify = parse_amplify(amplify)
         self.autocast_dtype = autocast_dtype
         self.device = next(lm.parameters()).device
