@@ -65,6 +65,10 @@ Examples:
 @click.option("--warmup-steps", type=int, default=0, show_default=True)
 @click.option("--schedule", type=click.Choice(["constant", "linear", "cosine"]), default="constant", show_default=True)
 @click.option("--max-grad-norm", type=float, default=1.0, show_default=True, help="Gradient clipping (0 = off).")
+@click.option("--lora-rank", type=int, default=0, show_default=True,
+              help="Train rank-R LoRA adapters on the attention/MLP projections instead of every weight (0 = off); "
+                   "merged into the saved model.")
+@click.option("--lora-alpha", type=float, default=16.0, show_default=True, help="LoRA scale numerator (scale = α/R).")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Records per micro-batch (global).")
 @click.option("--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per optimizer step.")
 @click.option("--epochs", type=int, default=3, show_default=True)

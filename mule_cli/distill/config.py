@@ -97,6 +97,8 @@ class DistillConfig:
     warmup_steps: int = 0
     schedule: str = "constant"  # constant | linear | cosine
     max_grad_norm: float = 1.0
+    lora_rank: int = 0  # 0 = train every weight; R = rank-R adapters on the decoder projections (lora.py)
+    lora_alpha: float = 16.0
     batch_size: int = 8
     grad_accum: int = 1
     epochs: int = 3
@@ -138,6 +140,8 @@ class DistillConfig:
             (self.epochs >= 1, "--epochs must be >= 1"),
             (self.max_steps is None or self.max_steps >= 1, "--max-steps must be >= 1"),
             (self.lr > 0, "--lr must be > 0"),
+            (self.lora_rank >= 0 and self.lora_alpha > 0, "--lora-rank must be >= 0 and --lora-alpha > 0"),
+            (not (self.lora_rank and self.fsdp), "--lora-rank does not work with --fsdp yet"),
             (self.top_k >= 1 and self.bild_top_k >= 1, "top-k values must be >= 1"),
             (self.beta > 0, "--beta must be > 0"),
             (self.save_every >= 0 and self.grad_cosine >= 0, "--save-every/--grad-cosine must be >= 0"),
@@ -163,5 +167,5 @@ class DistillConfig:
     RESUME_KEYS = ("model", "method", "target", "intentions", "teacher", "demos", "amplify", "response",
                    "weights", "top_k", "beta", "bild_top_k", "bild_temperature", "npo_beta", "simnpo_beta",
                    "simnpo_gamma", "forget_weight", "retain_weight", "lr", "weight_decay", "warmup_steps",
-                   "schedule", "max_grad_norm", "batch_size", "grad_accum", "epochs", "max_steps", "seed",
+                   "schedule", "max_grad_norm", "lora_rank", "lora_alpha", "batch_size", "grad_accum", "epochs", "max_steps", "seed",
                    "max_length")

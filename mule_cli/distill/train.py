@@ -183,6 +183,10 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
 
     torch.manual_seed(cfg.seed)
     lm = _load_lm(model_path, torch.float32, device)  # fp32 master weights; bf16 via autocast on GPU
+    if cfg.lora_rank:
+        from .lora import add_lora
+
+        add_lora(lm, cfg.lora_rank, cfg.lora_alpha)
     if cfg.gradient_checkpointing:
         if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5 name
             lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -191,7 +195,8 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
         lm.config.use_cache = False
     lm.train()
     module = D.wrap(ResponseLogits(lm), dist, fsdp=cfg.fsdp, device=device)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
 
     start, bad_run = 0, 0
@@ -270,6 +275,10 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
         if log is not None:
             log.close()
 
+    if cfg.lora_rank:
+        from .lora import merge_lora
+
+        merge_lora(lm)  # a plain model folder: the adapters folded into the weights
     state = D.full_state_dict(module)
     model_dir = out / output.MODEL
     if dist.main:
