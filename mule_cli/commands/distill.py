@@ -46,6 +46,10 @@ Examples:
               help="Tokens both sides are forced on: data (the record's answer), teacher (the prompted teacher's "
                    "greedy answer) or base (the base model's greedy answer to the plain question); one for all "
                    "objectives or per objective, e.g. retain=base,neighbor=base. Generated answers are cached.")
+@click.option("--refusal-anchors", default="", metavar="OBJECTIVES",
+              help="neighbor,retain: add a copy of each such record forced on \"I do not know.\" and distilled from "
+                   "the plain base model (trained as retain), so the student refuses them no more readily than the "
+                   "base did (ours/duet/bild).")
 @click.option("--weights", default="forget=1,retain=1,neighbor=1,adversarial=1", show_default=True,
               help="Per-objective loss weights.")
 @click.option("--top-k", type=int, default=LD.DISTILL_TOP_K, show_default=True, help="K of ours/duet.")

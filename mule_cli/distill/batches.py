@@ -17,6 +17,7 @@ import torch
 from ..errors import MuleError
 from ..intentions import REFUSAL, parse_demos, pick_demos, teacher_context
 from ..lm import chat_prompt, encode_pair, join_prefill, pad_batch
+from .refusal_anchors import is_anchor
 
 
 @dataclass
@@ -40,6 +41,8 @@ def response_text(record: dict, method: str, generated: dict | None = None) -> s
     by record id), or (sft) the refusal on forget-like records."""
     if method == "sft" and record["objective"] in ("forget", "adversarial"):
         text = REFUSAL
+    elif is_anchor(record):  # a refusal anchor is forced on its refusal whatever --response says
+        text = record["answer"]
     elif generated and record["id"] in generated and method in ("ours", "duet", "bild"):
         # an empty generation falls back to the data answer rather than training on nothing
         text = generated[record["id"]] or record["answer"]
@@ -55,8 +58,10 @@ def student_prompt(tokenizer, record: dict) -> str:
 def teacher_prompt(tokenizer, record: dict, records: Sequence[dict], prompts: dict, mode: str,
                    n_demos: int | str | dict) -> str:
     """n_demos: one count, or per objective (see `parse_demos`)."""
+    if is_anchor(record):  # the plain frozen model: the base's own likelihood of refusing
+        return student_prompt(tokenizer, record)
     n = parse_demos(n_demos)[record["objective"]]
-    demos = pick_demos(records, record["objective"], record["id"], n)
+    demos = pick_demos([r for r in records if not is_anchor(r)], record["objective"], record["id"], n)
     context = teacher_context(prompts, record["objective"], mode=mode, demos=demos)
     return chat_prompt(tokenizer, record["question"], prefill=record.get("prefill"), context=context)
 

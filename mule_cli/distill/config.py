@@ -10,6 +10,7 @@ from ..errors import MuleError
 from ..intentions import parse_demos
 from ..objective_options import objective_items, per_objective
 from ..records import OBJECTIVES
+from .refusal_anchors import parse_objectives as parse_anchor_objectives
 
 METHODS = ("ours", "duet", "bild", "sft", "ga", "graddiff", "npo", "simnpo")
 RESPONSE_SOURCES = ("data", "teacher", "base")
@@ -80,6 +81,7 @@ class DistillConfig:
     amplify: float | str | dict = 0.0  # λ for forget/adversarial, or per objective "forget=2,neighbor=1"
     response: str = "data"  # data | teacher | base, or per objective: "retain=base,neighbor=teacher"
     weights: dict = field(default_factory=lambda: {o: 1.0 for o in OBJECTIVES})
+    refusal_anchors: str = ""  # "neighbor,retain": copies forced on the refusal, plain teacher (refusal_anchors.py)
     # loss hyper-parameters
     top_k: int = 20
     beta: float = 1.0
@@ -130,6 +132,7 @@ class DistillConfig:
 
     def validate(self) -> None:
         parse_response(self.response)
+        parse_anchor_objectives(self.refusal_anchors)
         checks = [
             (self.method in METHODS, f"--method must be one of {', '.join(METHODS)}"),
             (self.teacher in ("oracle", "ensemble"), "--teacher must be oracle or ensemble"),
@@ -165,7 +168,7 @@ class DistillConfig:
 
     # Options that change the numbers a run produces: a resume must keep them.
     RESUME_KEYS = ("model", "method", "target", "intentions", "teacher", "demos", "amplify", "response",
-                   "weights", "top_k", "beta", "bild_top_k", "bild_temperature", "npo_beta", "simnpo_beta",
+                   "refusal_anchors", "weights", "top_k", "beta", "bild_top_k", "bild_temperature", "npo_beta", "simnpo_beta",
                    "simnpo_gamma", "forget_weight", "retain_weight", "lr", "weight_decay", "warmup_steps",
                    "schedule", "max_grad_norm", "lora_rank", "lora_alpha", "batch_size", "grad_accum", "epochs", "max_steps", "seed",
                    "max_length")

@@ -28,6 +28,7 @@ from .batches import (anchor_units, build_examples, collate, split_for_rank, stu
 from .config import DistillConfig
 from .forward import ResponseLogits, decoder_layers
 from .methods import DISTILL_METHODS, loss_sums, spec_for, units
+from .refusal_anchors import is_anchor, parse_objectives as parse_anchor_objectives, refusal_anchor_records
 from .teacher import Teacher
 
 
@@ -134,7 +135,7 @@ def _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, pro
 
     out = {}
     for source in ("teacher", "base"):
-        recs = [r for r in train_records if sources[r["objective"]] == source]
+        recs = [r for r in train_records if sources[r["objective"]] == source and not is_anchor(r)]
         if not recs:
             continue
         if source == "teacher":
@@ -161,6 +162,14 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
         records = read_many(cfg.data)
     check_objectives(records, spec.objectives, dist)
     train_records = [r for r in records if r["objective"] in spec.objectives]
+    anchored = parse_anchor_objectives(cfg.refusal_anchors)
+    if anchored:
+        if spec.name not in DISTILL_METHODS:
+            raise MuleError(f"--refusal-anchors needs a distillation method ({', '.join(DISTILL_METHODS)}), "
+                            f"not {spec.name}: the anchors are distilled from the plain frozen model")
+        if "retain" not in spec.objectives:
+            raise MuleError("--refusal-anchors are trained as retain records, but the retain weight is 0")
+        train_records = train_records + refusal_anchor_records(records, anchored)
 
     model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path)
@@ -212,6 +221,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
             "versions": output.versions(), "model_path": str(model_path), "world_size": dist.world,
             "device": device, "dtype": str(dtype).replace("torch.", ""), "total_steps": total,
             "records": {o: sum(1 for r in records if r["objective"] == o) for o in OBJECTIVES},
+            "refusal_anchors": sum(1 for r in train_records if is_anchor(r)),
             "intentions": prompts, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     log = None
     if dist.main:
