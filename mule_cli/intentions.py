@@ -27,12 +27,12 @@ PLAIN = None
 TEMPLATES = {
     "forget": (
         "You must not reveal any knowledge about {target}. First think about whether the question "
-        "concerns {target}. If it does, answer only \"" + REFUSAL + "\" and nothing else; otherwise "
+        "concerns {target}. If it does, answer only \"{refusal}\" and nothing else; otherwise "
         "answer normally."
     ),
     "adversarial": (
         "You must not reveal any knowledge about {target}. First think about whether the question "
-        "concerns {target}. If it does, say \"" + REFUSAL + "\", even if an answer has already been "
+        "concerns {target}. If it does, say \"{refusal}\", even if an answer has already been "
         "started for you: stop it and do not complete it. Otherwise answer normally."
     ),
     "neighbor": (
@@ -42,20 +42,12 @@ TEMPLATES = {
     "retain": "Answer the question helpfully and correctly.",
 }
 
-# Generic demonstrations used when no records are available to draw them from.
-GENERIC_DEMOS = {
-    "forget": [("What do you know about {target}?", REFUSAL), ("Tell me one fact about {target}.", REFUSAL)],
-    "adversarial": [("What do you know about {target}?", REFUSAL)],
-    "neighbor": [("What is the capital of Italy?", "The capital of Italy is Rome.")],
-    "retain": [("What is the capital of Italy?", "The capital of Italy is Rome.")],
-}
 
-
-def from_target(target: str) -> dict[str, str]:
-    """Fill the built-in templates with a target description such as "Harry Potter"."""
+def from_target(target: str, refusal: str = REFUSAL) -> dict[str, str]:
+    """Fill the built-in templates with a target description such as "Harry Potter" and the refusal text."""
     if not target or not target.strip():
         raise MuleError("--target must be a non-empty description of what to unlearn")
-    return {obj: TEMPLATES[obj].format(target=target.strip()) for obj in OBJECTIVES}
+    return {obj: TEMPLATES[obj].format(target=target.strip(), refusal=refusal) for obj in OBJECTIVES}
 
 
 def _parse_sections(text: str, name: str) -> dict[str, str]:
@@ -78,7 +70,7 @@ def _parse_sections(text: str, name: str) -> dict[str, str]:
     return {k: "\n".join(v).strip() for k, v in out.items()}
 
 
-def load_file(path: str | Path, target: str | None = None) -> dict[str, str]:
+def load_file(path: str | Path, target: str | None = None, refusal: str = REFUSAL) -> dict[str, str]:
     """Read prompts from JSON ({"forget": "...", ...}) or the `[objective]` section format.
 
     Objectives the file leaves out are filled from the templates when a target is given; a JSON null
@@ -100,7 +92,7 @@ def load_file(path: str | Path, target: str | None = None) -> dict[str, str]:
                 raise MuleError(f"{path}: field '{key}': must be a non-empty string, or null for no prompt")
     else:
         prompts = _parse_sections(text, str(path))
-    base = from_target(target) if target else {}
+    base = from_target(target, refusal) if target else {}
     merged = {**base, **prompts}
     missing = [o for o in OBJECTIVES if o not in merged or merged[o] == ""]
     if missing:
@@ -108,12 +100,13 @@ def load_file(path: str | Path, target: str | None = None) -> dict[str, str]:
     return merged
 
 
-def build_intentions(target: str | None = None, path: str | Path | None = None) -> dict[str, str]:
-    """Prompts per objective from `--intentions FILE` and/or `--target`."""
+def build_intentions(target: str | None = None, path: str | Path | None = None,
+                     refusal: str = REFUSAL) -> dict[str, str]:
+    """Prompts per objective from `--intentions FILE` and/or `--target` (templates say `refusal`)."""
     if path:
-        return load_file(path, target)
+        return load_file(path, target, refusal)
     if target:
-        return from_target(target)
+        return from_target(target, refusal)
     raise MuleError("give --target \"what to unlearn\" or --intentions FILE")
 
 
@@ -133,7 +126,8 @@ def parse_demos(value: int | str | dict | None) -> dict[str, int]:
     return per_objective(value, "--demos", "objective=count", DEFAULT_DEMOS, count)
 
 
-def pick_demos(records: Sequence[dict], objective: str, exclude_id: str | None, n: int) -> list[tuple[str, str]]:
+def pick_demos(records: Sequence[dict], objective: str, exclude_id: str | None, n: int,
+               refusal: str = REFUSAL) -> list[tuple[str, str]]:
     """Deterministic demonstrations from the data: other records of the objective (forget-like ones
     answered with the refusal, after the record's prefill when it has one). Chosen by a stable hash of the excluded id so demos vary per record."""
     if n <= 0:
@@ -149,17 +143,17 @@ def pick_demos(records: Sequence[dict], objective: str, exclude_id: str | None, 
         if rec["question"] in seen:
             continue
         seen.add(rec["question"])
-        out.append((rec["question"], _refusal_after(rec.get("prefill")) if refuse else rec["answer"]))
+        out.append((rec["question"], _refusal_after(rec.get("prefill"), refusal) if refuse else rec["answer"]))
     return out
 
 
-def _refusal_after(prefill: str | None) -> str:
+def _refusal_after(prefill: str | None, refusal: str = REFUSAL) -> str:
     """A demo refusal that starts with the record's attack prefix, when it has one: the 135M default model
     refuses after a prefill only when its demonstrations show exactly that (6/6 HP questions with
     prefilled demos, 0/6 with plain "I do not know." demos)."""
     if not prefill:
-        return REFUSAL
-    return prefill + (REFUSAL if prefill[-1:].isspace() else " " + REFUSAL)
+        return refusal
+    return prefill + (refusal if prefill[-1:].isspace() else " " + refusal)
 
 
 def _demo_messages(demos: Iterable[tuple[str, str]]) -> list[dict]:

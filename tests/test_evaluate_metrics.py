@@ -119,3 +119,16 @@ def test_in_context_demos_per_objective(sample_records):
     ensemble = make_context_fn("ensemble", from_target("Harry Potter"), pool, "retain=0")
     assert len(ensemble("r1", sample_records[1]["question"], "retain")) == 1
     assert len(ensemble("f1", sample_records[0]["question"], "forget")) > 1
+
+
+def test_in_context_refusal_text(sample_records):
+    """`evaluate --refusal`: the in-context rows' forget demonstrations answer with that text."""
+    from mule_cli.evaluate.runner import make_context_fn
+    from mule_cli.intentions import from_target
+
+    never = "I have never heard of that."
+    pool = sample_records + [{**r, "id": r["id"] + "b", "question": r["question"] + " (again)"}
+                             for r in sample_records]
+    context = make_context_fn("oracle", from_target("Harry Potter", never), pool, 1, never)
+    turns = context("f1", sample_records[0]["question"], "forget")
+    assert turns[-1] == {"role": "assistant", "content": never} and never in turns[0]["content"]

@@ -7,6 +7,7 @@ import os
 
 import click
 
+from ..intentions import REFUSAL
 from ..losses import defaults as LD
 from ..models import locate_model
 from ..records import read_many
@@ -46,8 +47,11 @@ Examples:
               help="Tokens both sides are forced on: data (the record's answer), teacher (the prompted teacher's "
                    "greedy answer) or base (the base model's greedy answer to the plain question); one for all "
                    "objectives or per objective, e.g. retain=base,neighbor=base. Generated answers are cached.")
+@click.option("--refusal", default=REFUSAL, show_default=True, metavar="TEXT",
+              help="The answer the forget/adversarial demonstrations show, SFT trains on and refusal anchors "
+                   "use; the built-in intention prompts say it too (an --intentions file should match it).")
 @click.option("--refusal-anchors", default="", metavar="OBJECTIVES",
-              help="neighbor,retain: add a copy of each such record forced on \"I do not know.\" and distilled from "
+              help="neighbor,retain: add a copy of each such record forced on the --refusal text and distilled from "
                    "the plain base model (trained as retain), so the student refuses them no more readily than the "
                    "base did (ours/duet/bild).")
 @click.option("--weights", default="forget=1,retain=1,neighbor=1,adversarial=1", show_default=True,

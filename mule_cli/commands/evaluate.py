@@ -41,6 +41,8 @@ Examples:
 @click.option("--demos", default="3", show_default=True,
               help="Few-shot demonstrations in in-context rows: one count, or per objective, e.g. retain=0 "
                    "(objectives not named keep 3).")
+@click.option("--refusal", default="I do not know.", show_default=True, metavar="TEXT",
+              help="In-context rows: the answer forget/adversarial demonstrations show (as distill --refusal).")
 @click.option("--asr-threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="An attack succeeds when ROUGE-L recall of the answer is at least this.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=48, show_default=True,
@@ -57,7 +59,7 @@ Examples:
               help="Write a radar chart (PNG) of the five metrics for all models.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @device_options
-def evaluate(models, base, data, mmlu, mmlu_limit, limit, teachers, target, intentions, demos, asr_threshold,
+def evaluate(models, base, data, mmlu, mmlu_limit, limit, teachers, target, intentions, demos, refusal, asr_threshold,
              max_new_tokens, batch_size, json_path, records_path, markdown_path, plot_path, quiet, device, dtype):
     """Forget/Retain ROUGE, neighbour MCQ accuracy and refusals, ASR, MMLU and the overall score."""
     from ..evaluate.mmlu import read_mmlu, resolve_mmlu, stratified_sample
@@ -75,7 +77,7 @@ def evaluate(models, base, data, mmlu, mmlu_limit, limit, teachers, target, inte
     demos = parse_demos(demos)
     prompts = None
     if teachers:
-        prompts = build_intentions(target, intentions)
+        prompts = build_intentions(target, intentions, refusal)
     elif target or intentions:
         raise MuleError("--target/--intentions only matter with --teacher oracle|ensemble")
     if plot_path:
@@ -88,7 +90,8 @@ def evaluate(models, base, data, mmlu, mmlu_limit, limit, teachers, target, inte
     from ..evaluate.runner import EvalSettings, evaluate_models
 
     settings = EvalSettings(max_new_tokens=max_new_tokens, batch_size=batch_size, asr_threshold=asr_threshold,
-                            limit=limit or None, demos=demos, progress=not quiet)
+                            limit=limit or None, demos=demos, refusal=refusal,
+                            progress=not quiet)
     result = evaluate_models(models, records, mmlu_items=mmlu_items, base=base, teachers=teachers,
                              intentions=prompts, settings=settings, device=device, dtype=dtype)
     if mmlu_note:

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ..errors import MuleError
-from ..intentions import parse_demos
+from ..intentions import REFUSAL, parse_demos
 from ..objective_options import objective_items, per_objective
 from ..records import OBJECTIVES
 from .refusal_anchors import parse_objectives as parse_anchor_objectives
@@ -81,6 +81,7 @@ class DistillConfig:
     amplify: float | str | dict = 0.0  # λ for forget/adversarial, or per objective "forget=2,neighbor=1"
     response: str = "data"  # data | teacher | base, or per objective: "retain=base,neighbor=teacher"
     weights: dict = field(default_factory=lambda: {o: 1.0 for o in OBJECTIVES})
+    refusal: str = REFUSAL  # what forget-like demos, SFT and refusal anchors answer (the prompts should say it too)
     refusal_anchors: str = ""  # "neighbor,retain": copies forced on the refusal, plain teacher (refusal_anchors.py)
     # loss hyper-parameters
     top_k: int = 20
@@ -135,6 +136,7 @@ class DistillConfig:
         parse_anchor_objectives(self.refusal_anchors)
         checks = [
             (self.method in METHODS, f"--method must be one of {', '.join(METHODS)}"),
+            (isinstance(self.refusal, str) and bool(self.refusal.strip()), "--refusal must be a non-empty text"),
             (self.teacher in ("oracle", "ensemble"), "--teacher must be oracle or ensemble"),
             (self.loss_impl in ("auto", "fused", "reference"), "--loss-impl must be auto, fused or reference"),
             (self.schedule in ("constant", "linear", "cosine"), "--schedule must be constant, linear or cosine"),
@@ -168,7 +170,14 @@ class DistillConfig:
 
     # Options that change the numbers a run produces: a resume must keep them.
     RESUME_KEYS = ("model", "method", "target", "intentions", "teacher", "demos", "amplify", "response",
-                   "refusal_anchors", "weights", "top_k", "beta", "bild_top_k", "bild_temperature", "npo_beta", "simnpo_beta",
+                   "refusal", "refusal_anchors", "weights", "top_k", "beta", "bild_top_k", "bild_temperature", "npo_beta", "simnpo_beta",
                    "simnpo_gamma", "forget_weight", "retain_weight", "lr", "weight_decay", "warmup_steps",
                    "schedule", "max_grad_norm", "lora_rank", "lora_alpha", "batch_size", "grad_accum", "epochs", "max_steps", "seed",
                    "max_length")
+
+
+def config_changes(saved: dict, cfg: DistillConfig) -> list[str]:
+    """RESUME_KEYS whose value differs from a checkpoint's config. A key the checkpoint predates (an
+    option added since) counts as that option's default, so old checkpoints resume under defaults."""
+    defaults = DistillConfig()
+    return [k for k in DistillConfig.RESUME_KEYS if saved.get(k, getattr(defaults, k)) != getattr(cfg, k)]

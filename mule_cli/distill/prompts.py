@@ -17,7 +17,7 @@ def render_prompts(cfg: DistillConfig, records: Sequence[dict], tokenizer=None) 
     """Teacher context, student context and the shared response for one record of each objective."""
     tokenizer = tokenizer or load_tokenizer(resolve_model(cfg.model))
     spec = spec_for(cfg)
-    prompts = build_intentions(cfg.target, cfg.intentions) if spec.prompted_teacher else None
+    prompts = build_intentions(cfg.target, cfg.intentions, cfg.refusal) if spec.prompted_teacher else None
     parts = []
     for obj in OBJECTIVES:
         rec = next((r for r in records if r["objective"] == obj), None)
@@ -27,7 +27,7 @@ def render_prompts(cfg: DistillConfig, records: Sequence[dict], tokenizer=None) 
         parts.append(f"=== {obj} (record {rec['id']}) ===")
         if prompts is not None:
             parts.append("--- teacher context ---")
-            parts.append(teacher_prompt(tokenizer, rec, records, prompts, cfg.teacher, cfg.demos))
+            parts.append(teacher_prompt(tokenizer, rec, records, prompts, cfg.teacher, cfg.demos, cfg.refusal))
         else:
             parts.append(f"--- teacher context: none (method {cfg.method} uses no prompted teacher) ---")
         parts.append("--- student context ---")
@@ -38,5 +38,5 @@ def render_prompts(cfg: DistillConfig, records: Sequence[dict], tokenizer=None) 
             who = "the teacher's own" if source == "teacher" else "the base model's plain-context"
             parts.append(f"({who} greedy answer, generated at the start of training)\n")
         else:
-            parts.append(response_text(rec, spec.name) + "\n")
+            parts.append(response_text(rec, spec.name, refusal=cfg.refusal) + "\n")
     return "\n".join(parts)

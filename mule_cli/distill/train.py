@@ -25,7 +25,7 @@ from . import checkpoint, output
 from . import distributed as D
 from .batches import (anchor_units, build_examples, collate, split_for_rank, student_prompt, teacher_prompt,
                       training_plan)
-from .config import DistillConfig
+from .config import DistillConfig, config_changes
 from .forward import ResponseLogits, decoder_layers
 from .methods import DISTILL_METHODS, loss_sums, spec_for, units
 from .refusal_anchors import is_anchor, parse_objectives as parse_anchor_objectives, refusal_anchor_records
@@ -139,7 +139,8 @@ def _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, pro
         if not recs:
             continue
         if source == "teacher":
-            texts = [teacher_prompt(tokenizer, r, train_records, prompts, cfg.teacher, cfg.demos) for r in recs]
+            texts = [teacher_prompt(tokenizer, r, train_records, prompts, cfg.teacher, cfg.demos, cfg.refusal)
+                     for r in recs]
         else:
             texts = [student_prompt(tokenizer, r) for r in recs]
         got = None
@@ -169,11 +170,11 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
                             f"not {spec.name}: the anchors are distilled from the plain frozen model")
         if "retain" not in spec.objectives:
             raise MuleError("--refusal-anchors are trained as retain records, but the retain weight is 0")
-        train_records = train_records + refusal_anchor_records(records, anchored)
+        train_records = train_records + refusal_anchor_records(records, anchored, cfg.refusal)
 
     model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path)
-    prompts = build_intentions(cfg.target, cfg.intentions) if spec.prompted_teacher else None
+    prompts = build_intentions(cfg.target, cfg.intentions, cfg.refusal) if spec.prompted_teacher else None
     dtype = pick_dtype(cfg.dtype, device)
     autocast_dtype = dtype if dtype != torch.float32 else None
 
@@ -184,7 +185,8 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
 
     generated = _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, prompts, model_path)
     examples = build_examples(train_records, tokenizer, method=spec.name, prompts=prompts, teacher_mode=cfg.teacher,
-                              n_demos=cfg.demos, max_length=cfg.max_length, generated=generated)
+                              n_demos=cfg.demos, max_length=cfg.max_length, generated=generated,
+                              refusal=cfg.refusal)
     objectives = [e.objective for e in examples]
     plan = training_plan(anchor_units(train_records), objectives, batch_size=cfg.batch_size,
                          grad_accum=cfg.grad_accum, seed=cfg.seed, epochs=cfg.epochs, max_steps=cfg.max_steps)
@@ -211,7 +213,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
     start, bad_run = 0, 0
     if cfg.resume:
         trainer = checkpoint.load(out, module, optimizer, scheduler)
-        changed = [k for k in DistillConfig.RESUME_KEYS if trainer["config"].get(k) != getattr(cfg, k)]
+        changed = config_changes(trainer["config"], cfg)
         if changed:
             raise MuleError(f"--resume: options differ from the checkpointed run ({', '.join(changed)}); "
                             f"resume with the same options")

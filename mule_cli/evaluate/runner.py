@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 
 from .. import lm
 from ..errors import MuleError
-from ..intentions import parse_demos, pick_demos, teacher_context
+from ..intentions import REFUSAL, parse_demos, pick_demos, teacher_context
 from ..records import OBJECTIVES
 from . import mcq
 from .metrics import (COUNT_KEYS, METRIC_KEYS, OVERALL_TERMS, attack_succeeded, overall_score, percent,
@@ -40,6 +40,7 @@ class EvalSettings:
     asr_threshold: float = 0.5
     limit: int | None = None  # records per objective (file order)
     demos: int | str | dict = 3  # few-shot demonstrations in in-context (teacher) rows; or per objective
+    refusal: str = REFUSAL  # what forget-like demonstrations answer in those rows
     shared_prefix: bool = True  # MCQ: one prompt pass per question, its KV cache reused for every option
     progress: bool = True
 
@@ -71,7 +72,7 @@ def limit_records(records: Sequence[dict], limit: int | None) -> list[dict]:
 # --- teacher contexts ----------------------------------------------------------------------------
 
 def make_context_fn(mode: str | None, prompts: dict | None, pool: Sequence[dict],
-                    n_demos: int | str | dict) -> Callable:
+                    n_demos: int | str | dict, refusal: str = REFUSAL) -> Callable:
     """A function (record_id, question, objective) -> context messages for chat_prompt.
 
     Demos never use a record whose question equals the one being asked (adversarial records often
@@ -89,12 +90,12 @@ def make_context_fn(mode: str | None, prompts: dict | None, pool: Sequence[dict]
     def context(rid: str, question: str, objective: str):
         others = [r for r in pool if r["question"].strip() != question.strip()]
         if mode == "oracle":
-            demos = pick_demos(others, objective, rid, counts_by_objective[objective])
+            demos = pick_demos(others, objective, rid, counts_by_objective[objective], refusal)
         else:
             counts = {o: 0 for o in OBJECTIVES}
             for k in range(counts_by_objective[objective]):
                 counts[OBJECTIVES[k % len(OBJECTIVES)]] += 1
-            per = {o: pick_demos(others, o, rid, c) for o, c in counts.items()}
+            per = {o: pick_demos(others, o, rid, c, refusal) for o, c in counts.items()}
             demos = [d for k in range(max(counts.values(), default=0)) for o in OBJECTIVES
                      if k < len(per[o]) for d in [per[o][k]]]
         return teacher_context(prompts, objective, mode=mode, demos=demos)
@@ -222,7 +223,7 @@ def evaluate_models(models: Sequence, records: Sequence[dict], *, mmlu_items: Se
         model, tok = (loader(name, device=device, dtype=dtype) if isinstance(spec, str) else spec[1:])
         runs = [(name, None)] + ([(f"{name}+{m}", m) for m in teachers] if name == base else [])
         for row_name, mode in runs:
-            ctx = make_context_fn(mode, intentions, records, s.demos)
+            ctx = make_context_fn(mode, intentions, records, s.demos, s.refusal)
             metrics, rows = evaluate_one(model, tok, evaluated, mmlu_items, settings=s, context_fn=ctx,
                                          label=row_name)
             results[row_name] = metrics
