@@ -57,6 +57,15 @@ def tiny_model_dir(tmp_path, tokenizer):
     return path
 
 
+def tiny_distill_config(model_dir, data_file, out, **kw):
+    """A DistillConfig for a few fast steps on a tiny model (the reference loss: no build needed)."""
+    from mule_cli.distill import DistillConfig
+
+    base = dict(model=str(model_dir), data=[str(data_file)], output=str(out), target="Harry Potter", demos=1,
+                batch_size=3, max_steps=2, lr=1e-3, progress=False, loss_impl="reference")
+    return DistillConfig(**{**base, **kw})
+
+
 def write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from conftest import write_jsonl
+from conftest import tiny_distill_config, write_jsonl
 from mule_cli.cli import cli
 from mule_cli.distill import DistillConfig, distill
 from mule_cli.distill.batches import anchor_units, build_examples, collate, epoch_batches, training_plan
@@ -37,11 +37,7 @@ def data_file(tmp_path):
     return write_jsonl(tmp_path / "data.jsonl", RECORDS)
 
 
-def config(model_dir, data_file, out, **kw):
-    base = dict(model=str(model_dir), data=[str(data_file)], output=str(out), target="Harry Potter", demos=1,
-                batch_size=3, max_steps=2, lr=1e-3, progress=False, loss_impl="reference")
-    base.update(kw)
-    return DistillConfig(**base)
+config = tiny_distill_config
 
 
 def weights(folder):

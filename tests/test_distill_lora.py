@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import make_tiny_llama, write_jsonl
+from conftest import make_tiny_llama, tiny_distill_config, write_jsonl
 from mule_cli.distill import DistillConfig, distill
 from mule_cli.distill.lora import LoRALinear, add_lora, merge_lora
 from mule_cli.errors import MuleError
@@ -21,10 +21,7 @@ RECORDS = [
 
 
 def _config(model_dir, data_file, out, **kw):
-    base = dict(model=str(model_dir), data=[str(data_file)], output=str(out), target="Harry Potter", demos=1,
-                batch_size=4, max_steps=2, lr=1e-3, progress=False, loss_impl="reference")
-    base.update(kw)
-    return DistillConfig(**base)
+    return tiny_distill_config(model_dir, data_file, out, **{"batch_size": 4, **kw})
 
 
 # ---------------------------------------------------------------- --lora-rank

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from conftest import write_jsonl
-from mule_cli.distill import DistillConfig, distill
+from conftest import tiny_distill_config, write_jsonl
+from mule_cli.distill import distill
 from mule_cli.distill.batches import build_examples, student_prompt, teacher_prompt
 from mule_cli.distill.refusal_anchors import is_anchor, parse_objectives, refusal_anchor_records
 from mule_cli.errors import MuleError
@@ -28,11 +28,8 @@ RECORDS = [
 
 
 def _config(model_dir, data_file, out, **kw):
-    base = dict(model=str(model_dir), data=[str(data_file)], output=str(out), target="Harry Potter", demos=1,
-                batch_size=4, max_steps=1, lr=1e-3, progress=False, loss_impl="reference",
-                refusal_anchors="neighbor,retain")
-    base.update(kw)
-    return DistillConfig(**base)
+    return tiny_distill_config(model_dir, data_file, out,
+                               **{"batch_size": 4, "max_steps": 1, "refusal_anchors": "neighbor,retain", **kw})
 
 
 def test_one_retain_copy_per_unprefilled_neighbour_or_retain_record():
