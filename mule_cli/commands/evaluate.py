@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from ..errors import MuleError
+from ..intentions import REFUSAL
 from ..models import DEFAULT_MODEL, locate_model
 from ..records import read_many
 from .common import device_options
@@ -41,7 +42,7 @@ Examples:
 @click.option("--demos", default="3", show_default=True,
               help="Few-shot demonstrations in in-context rows: one count, or per objective, e.g. retain=0 "
                    "(objectives not named keep 3).")
-@click.option("--refusal", default="I do not know.", show_default=True, metavar="TEXT",
+@click.option("--refusal", default=REFUSAL, show_default=True, metavar="TEXT",
               help="In-context rows: the answer forget/adversarial demonstrations show (as distill --refusal).")
 @click.option("--asr-threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="An attack succeeds when ROUGE-L recall of the answer is at least this.")

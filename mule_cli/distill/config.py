@@ -170,10 +170,10 @@ class DistillConfig:
 
     # Options that change the numbers a run produces: a resume must keep them.
     RESUME_KEYS = ("model", "method", "target", "intentions", "teacher", "demos", "amplify", "response",
-                   "refusal", "refusal_anchors", "weights", "top_k", "beta", "bild_top_k", "bild_temperature", "npo_beta", "simnpo_beta",
-                   "simnpo_gamma", "forget_weight", "retain_weight", "lr", "weight_decay", "warmup_steps",
-                   "schedule", "max_grad_norm", "lora_rank", "lora_alpha", "batch_size", "grad_accum", "epochs", "max_steps", "seed",
-                   "max_length")
+                   "refusal", "refusal_anchors", "weights", "top_k", "beta", "bild_top_k", "bild_temperature",
+                   "npo_beta", "simnpo_beta", "simnpo_gamma", "forget_weight", "retain_weight", "lr",
+                   "weight_decay", "warmup_steps", "schedule", "max_grad_norm", "lora_rank", "lora_alpha",
+                   "batch_size", "grad_accum", "epochs", "max_steps", "seed", "max_length")
 
 
 def config_changes(saved: dict, cfg: DistillConfig) -> list[str]:
