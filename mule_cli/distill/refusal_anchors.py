@@ -2,13 +2,13 @@
 
 Why: on the default model the forget side teaches "I do not know." on Harry Potter questions and the
 habit spreads. Measured on the HP neighbour MCQs, it spreads mostly through the refusal's
-*continuation*: log p(" do not know." | "I") rises by about 1 nat per token while log p("I") at the first
-position barely moves, and no training record ever puts the student on that path for a
-non-target question, so nothing holds it back. A refusal anchor is that path: a copy of a neighbour or
-retain record forced on the refusal text, distilled from the plain frozen model (the student's own
-context, no intention, no demos), so along it the student keeps the base's probabilities: it may
-refuse a neighbour question no more readily than the base did. The copies are trained as retain
-(self-distillation) and never become demonstrations.
+*continuation*: log p(" do not know." | "I") rises by about 1 nat per token, about four times in total
+what log p("I") gains (on the training neighbours log p("I") stays where the base had it), and no
+training record ever puts the student on that path for a non-target question, so nothing holds it back.
+A refusal anchor is that path: a copy of a neighbour or retain record forced on the refusal text,
+distilled from the plain frozen model (the student's own context, no intention, no demos), so along it
+the student keeps the base's probabilities: it may refuse a neighbour question no more readily than the
+base did. The copies are trained as retain (self-distillation) and never become demonstrations.
 """
 
 from __future__ import annotations
