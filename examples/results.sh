@@ -5,6 +5,7 @@
 # Needs the data that `make demo` (or `make demo-cyber`) wrote; ~5 min per method on a 2-core CPU.
 # OURS_ARGS adds options to `ours`; EXTRA_MODELS (e.g. "--model runs/exp/x/model") adds rows to the evaluation.
 # REUSE=1 keeps a method's already trained model (runs/results/<domain>/<method>/model); EVAL=0 only trains.
+# SEED=N (default 0) sets the batch order; seeds other than 0 write to runs/results/<domain>-seedN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 domain=${1:-harry_potter}; shift || true
@@ -15,7 +16,8 @@ case "$domain" in
 esac
 methods=("$@"); [ ${#methods[@]} -gt 0 ] || methods=(ours duet bild sft ga graddiff npo simnpo)
 mule=${MULE:-.venv/bin/mule}
-out=runs/results/$domain
+SEED=${SEED:-0}
+out=runs/results/$domain; [ "$SEED" = 0 ] || out=$out-seed$SEED
 STEPS=${STEPS:-60}
 [ -f "$data/train.jsonl" ] || { echo "run 'make demo' (or demo-cyber) first: $data/train.jsonl missing" >&2; exit 2; }
 models=()
@@ -32,7 +34,7 @@ for method in "${methods[@]}"; do
     bild) extra=(--amplify 2) ;;
   esac
   "$mule" distill --data "$data/train.jsonl" --intentions "examples/$domain/intentions.json" --target "$target" \
-    --method "$method" "${extra[@]}" --max-steps "$STEPS" --batch-size 8 --seed 0 --overwrite -q \
+    --method "$method" "${extra[@]}" --max-steps "$STEPS" --batch-size 8 --seed "$SEED" --overwrite -q \
     ${DISTILL_ARGS:-} --output "$out/$method"
 done
 [ "${EVAL:-1}" = 1 ] || exit 0

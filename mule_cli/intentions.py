@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 from .errors import MuleError
 from .objective_options import per_objective
-from .records import OBJECTIVES
+from .records import OBJECTIVES, join_prefill
 
 REFUSAL = "I do not know."
 DEFAULT_DEMOS = 3
@@ -151,9 +151,7 @@ def _refusal_after(prefill: str | None, refusal: str = REFUSAL) -> str:
     """A demo refusal that starts with the record's attack prefix, when it has one: the 135M default model
     refuses after a prefill only when its demonstrations show exactly that (6/6 HP questions with
     prefilled demos, 0/6 with plain "I do not know." demos)."""
-    if not prefill:
-        return refusal
-    return prefill + (refusal if prefill[-1:].isspace() else " " + refusal)
+    return (prefill or "") + join_prefill(prefill, refusal)
 
 
 def _demo_messages(demos: Iterable[tuple[str, str]]) -> list[dict]:

@@ -24,13 +24,6 @@ def chat_prompt(tokenizer, question: str, *, prefill: str | None = None,
     return text + (prefill or "")
 
 
-def join_prefill(prefill: str | None, answer: str) -> str:
-    """The answer text as it continues after a prefill (one space between them when needed)."""
-    if not prefill or prefill[-1:].isspace() or answer[:1].isspace():
-        return answer
-    return " " + answer
-
-
 def end_of_turn_ids(tokenizer) -> list[int]:
     return [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
 

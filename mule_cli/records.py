@@ -163,3 +163,11 @@ def by_objective(records: Iterable[dict]) -> dict[str, list[dict]]:
     for rec in records:
         out[rec["objective"]].append(rec)
     return out
+
+
+def join_prefill(prefill: str | None, answer: str) -> str:
+    """The answer text as it continues after a prefill (one space between them when needed).
+    Here, not in lm.py, so that torch-free modules (intentions) share the one spacing rule."""
+    if not prefill or prefill[-1:].isspace() or answer[:1].isspace():
+        return answer
+    return " " + answer

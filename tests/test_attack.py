@@ -13,7 +13,8 @@ from mule_cli.attack.search import attack_records, max_leak_words, split_answer
 from mule_cli.attack.templates import BUILTIN, read_templates
 from mule_cli.cli import cli
 from mule_cli.errors import MuleError
-from mule_cli.lm import chat_prompt, continuation_logprobs, join_prefill
+from mule_cli.lm import chat_prompt, continuation_logprobs
+from mule_cli.records import join_prefill
 from mule_cli.records import read_records, validate_record
 
 FORGET = [

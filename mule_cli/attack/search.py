@@ -13,7 +13,8 @@ import re
 import sys
 from dataclasses import dataclass
 
-from ..lm import chat_prompt, continuation_logprobs, generate, join_prefill
+from ..lm import chat_prompt, continuation_logprobs, generate
+from ..records import join_prefill
 from ..rouge import rouge_l
 from .templates import BUILTIN, LEADING_WORDS, fill
 

@@ -16,7 +16,8 @@ import torch
 
 from ..errors import MuleError
 from ..intentions import REFUSAL, parse_demos, pick_demos, teacher_context
-from ..lm import chat_prompt, encode_pair, join_prefill, pad_batch
+from ..lm import chat_prompt, encode_pair, pad_batch
+from ..records import join_prefill
 from .refusal_anchors import is_anchor
 
 
