@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The whole pipeline on the default model: standardize -> attack -> distill (ours) -> evaluate.
 # Usage: bash examples/demo.sh [harry_potter|cyber]   (what `make demo` / `make demo-cyber` run)
-# Outputs land in runs/demo/ (runs/demo-cyber/ for cyber); the unlearned model in <out>/model/.
+# Outputs land in runs/demo/ (runs/demo-cyber/ for cyber; OUT=DIR elsewhere); the unlearned model in <out>/model/.
+# STEPS, MMLU_LIMIT and DISTILL_ARGS (extra distill options) change the run; ours' options: examples/ours_options.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 domain=${1:-harry_potter}
 case "$domain" in
-  harry_potter) target="Harry Potter"; out=runs/demo ;;
-  cyber) target="offensive cybersecurity (hacking tools, malware and attacks)"; out=runs/demo-cyber ;;
+  harry_potter) target="Harry Potter"; out=${OUT:-runs/demo} ;;
+  cyber) target="offensive cybersecurity (hacking tools, malware and attacks)"; out=${OUT:-runs/demo-cyber} ;;
   *) echo "unknown domain '$domain' (harry_potter or cyber)" >&2; exit 2 ;;
 esac
 ex=examples/$domain
+source examples/ours_options.sh && ours_options "$domain"
 mule=${MULE:-.venv/bin/mule}
 STEPS=${STEPS:-60}
 MMLU_LIMIT=${MMLU_LIMIT:-200}
@@ -26,8 +28,8 @@ say "2/5 attack: search prefilling prefixes against the base model (train and ev
 "$mule" attack -i "$out/data.eval.jsonl" -o "$out/eval.jsonl" --rounds 2 --seed 1 --summary "$out/attack_eval.json"
 
 say "3/5 distill: bidirectional top-K logit distillation from the intention-prompted teacher ($STEPS steps)"
-"$mule" distill --data "$out/train.jsonl" --intentions "$ex/intentions.json" --target "$target" \
-  --output "$out" --max-steps "$STEPS" --batch-size 8 --lr 5e-5 --amplify 2 --seed 0 --overwrite ${DISTILL_ARGS:-}
+"$mule" distill --data "$out/train.jsonl" "${OURS_OPTIONS[@]}" --target "$target" \
+  --output "$out" --max-steps "$STEPS" --batch-size 8 --lr 5e-5 --seed 0 --overwrite ${DISTILL_ARGS:-}
 
 say "4/5 MMLU sample (fetched once into the cache)"
 "$mule" data mmlu

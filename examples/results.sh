@@ -16,6 +16,7 @@ case "$domain" in
 esac
 methods=("$@"); [ ${#methods[@]} -gt 0 ] || methods=(ours duet bild sft ga graddiff npo simnpo)
 mule=${MULE:-.venv/bin/mule}
+source examples/ours_options.sh && ours_options "$domain"
 SEED=${SEED:-0}
 out=runs/results/$domain; [ "$SEED" = 0 ] || out=$out-seed$SEED
 STEPS=${STEPS:-60}
@@ -26,14 +27,14 @@ for method in "${methods[@]}"; do
   if [ "${REUSE:-0}" = 1 ] && [ -f "$out/$method/model/config.json" ]; then
     echo "reusing $out/$method/model" >&2; continue
   fi
-  extra=()
-  # the three distillation methods share one teacher: amplified intention (what `make demo` runs)
+  extra=(--intentions "examples/$domain/intentions.json")
+  # the three distillation methods share what `make demo` trains ours with (examples/ours_options.sh)
   case "$method" in
-    ours) extra=(--amplify 2 ${OURS_ARGS:-}) ;;
-    duet) extra=(--amplify 2 --teacher ensemble) ;;   # DUET's teacher: all intentions in one prompt
-    bild) extra=(--amplify 2) ;;
+    ours) extra=("${OURS_OPTIONS[@]}" ${OURS_ARGS:-}) ;;
+    duet) extra=("${OURS_OPTIONS[@]}" --teacher ensemble) ;;   # DUET's teacher: all intentions in one prompt
+    bild) extra=("${OURS_OPTIONS[@]}") ;;
   esac
-  "$mule" distill --data "$data/train.jsonl" --intentions "examples/$domain/intentions.json" --target "$target" \
+  "$mule" distill --data "$data/train.jsonl" --target "$target" \
     --method "$method" "${extra[@]}" --max-steps "$STEPS" --batch-size 8 --seed "$SEED" --overwrite -q \
     ${DISTILL_ARGS:-} --output "$out/$method"
 done

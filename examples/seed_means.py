@@ -5,7 +5,8 @@ so a single-seed table cannot rank methods; this pools the seeds into one table.
 A row is keyed by its method name (the folder above `model/`, e.g. runs/results/harry_potter-seed1/npo/model
 -> npo; a trailing _s1 / -seed1 is dropped), or the model string itself. Every report must use the same base numbers (same eval files).
 
-Usage: python examples/seed_means.py REPORT.json [REPORT.json ...] [--markdown OUT.md]
+Usage: python examples/seed_means.py REPORT.json[:NAME,NAME] ... [--rename OLD=NEW] [--markdown OUT.md]
+(`:NAME,...` keeps only those methods of that report, e.g. rows whose settings match the others.)
 """
 
 from __future__ import annotations
@@ -28,19 +29,37 @@ def method_name(model: str) -> str:
     return re.sub(r"[_-]s(eed)?\d+$", "", name)  # npo_s1, npo-seed1 -> npo
 
 
-def pool(reports: list[dict], sources: list[str]) -> tuple[dict, dict[str, list[dict]]]:
-    """(base row, {method: [row per report]}); refuses reports whose base rows differ."""
+def parse_source(arg: str) -> tuple[str, set[str] | None]:
+    """'file.json:npo,sft' -> ('file.json', {'npo', 'sft'}); 'file.json' -> ('file.json', None)."""
+    path, sep, names = arg.rpartition(":")
+    if not sep or names.endswith(".json"):
+        return arg, None
+    return path, {n for n in names.split(",") if n}
+
+
+def pool(reports: list[dict], sources: list[str], keep: list[set[str] | None] | None = None,
+         rename: dict[str, str] | None = None) -> tuple[dict, dict[str, list[dict]]]:
+    """(base row, {method: [row per report]}); refuses reports whose base rows differ.
+    keep[i]: the method names to take from report i (None = all); rename: method name -> shown name."""
+    keep = keep or [None] * len(reports)
+    rename = rename or {}
     def base_row(rep: dict) -> dict:
         return next(r for r in rep["models"] if r["model"] == rep["base"])
 
     base = base_row(reports[0])
     rows: dict[str, list[dict]] = {}
-    for rep, src in zip(reports, sources):
+    for rep, src, wanted in zip(reports, sources, keep):
         if any(base_row(rep).get(k) != base.get(k) for k in BASE_KEYS):
             raise SystemExit(f"{src}: its base row differs from {sources[0]}'s (different eval files or MMLU sample)")
+        found = set()
         for row in rep["models"]:
-            if row["model"] != rep["base"]:
-                rows.setdefault(method_name(row["model"]), []).append(row)
+            name = method_name(row["model"])
+            if row["model"] == rep["base"] or (wanted is not None and name not in wanted):
+                continue
+            found.add(name)
+            rows.setdefault(rename.get(name, name), []).append(row)
+        if wanted is not None and wanted - found:
+            raise SystemExit(f"{src}: no method named {', '.join(sorted(wanted - found))}")
     return base, rows
 
 
@@ -64,11 +83,15 @@ def table(base: dict, rows: dict[str, list[dict]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("reports", nargs="+", help="eval JSON files written by `mule evaluate --json`")
+    ap.add_argument("reports", nargs="+", help="eval JSON files written by `mule evaluate --json`, each "
+                    "optionally followed by :NAME,NAME (take only those methods from it)")
+    ap.add_argument("--rename", action="append", default=[], metavar="OLD=NEW", help="show method OLD as NEW")
     ap.add_argument("--markdown", help="also write the table to this file")
     args = ap.parse_args(argv)
-    reports = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.reports]
-    text = table(*pool(reports, args.reports))
+    sources = [parse_source(a) for a in args.reports]
+    reports = [json.loads(Path(p).read_text(encoding="utf-8")) for p, _ in sources]
+    rename = dict(r.split("=", 1) for r in args.rename)
+    text = table(*pool(reports, [p for p, _ in sources], [k for _, k in sources], rename))
     sys.stdout.write(text)
     if args.markdown:
         Path(args.markdown).write_text(text, encoding="utf-8")
