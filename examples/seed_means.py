@@ -5,7 +5,7 @@ so a single-seed table cannot rank methods; this pools the seeds into one table.
 A row is keyed by its method name (the folder above `model/`, e.g. runs/results/harry_potter-seed1/npo/model
 -> npo; a trailing _s1 / -seed1 is dropped), or the model string itself. Every report must use the same base numbers (same eval files).
 
-Usage: python examples/seed_means.py REPORT.json[:NAME,NAME] ... [--rename OLD=NEW] [--markdown OUT.md]
+Usage: python examples/seed_means.py REPORT.json[:NAME,NAME] ... [--rename OLD=NEW] [--markdown OUT.md] [--plot OUT.png]
 (`:NAME,...` keeps only those methods of that report, e.g. rows whose settings match the others.)
 """
 
@@ -81,20 +81,37 @@ def table(base: dict, rows: dict[str, list[dict]]) -> str:
     return "\n".join(lines) + "\n\ncells: mean over seeds (min–max).\n"
 
 
+def plot(base: dict, rows: dict[str, list[dict]], path: str) -> None:
+    """The radar chart of `mule evaluate --plot`, drawn from the per-method means."""
+    from types import SimpleNamespace
+
+    from mule_cli.evaluate.radar import plot_radar
+
+    def mean_row(name, rs):
+        return {"model": name, **{k: mean(r[k] for r in rs) for k, _ in METRICS if all(r.get(k) is not None for r in rs)}}
+
+    models = [base] + [mean_row(n, rs) for n, rs in rows.items()]
+    plot_radar(SimpleNamespace(models=models, base=base["model"]), path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("reports", nargs="+", help="eval JSON files written by `mule evaluate --json`, each "
                     "optionally followed by :NAME,NAME (take only those methods from it)")
     ap.add_argument("--rename", action="append", default=[], metavar="OLD=NEW", help="show method OLD as NEW")
     ap.add_argument("--markdown", help="also write the table to this file")
+    ap.add_argument("--plot", help="also draw the radar chart of the means to this PNG")
     args = ap.parse_args(argv)
     sources = [parse_source(a) for a in args.reports]
     reports = [json.loads(Path(p).read_text(encoding="utf-8")) for p, _ in sources]
     rename = dict(r.split("=", 1) for r in args.rename)
-    text = table(*pool(reports, [p for p, _ in sources], [k for _, k in sources], rename))
+    base, rows = pool(reports, [p for p, _ in sources], [k for _, k in sources], rename)
+    text = table(base, rows)
     sys.stdout.write(text)
     if args.markdown:
         Path(args.markdown).write_text(text, encoding="utf-8")
+    if args.plot:
+        plot(base, rows, args.plot)
     return 0
 
 

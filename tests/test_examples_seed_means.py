@@ -58,3 +58,12 @@ def test_a_report_can_contribute_only_some_methods_under_another_name(tmp_path, 
     assert lines["ours"].startswith("| ours | 1 |") and lines["ours"].endswith("| 30.0 |")  # a's ours left out
     with pytest.raises(SystemExit, match="no method named sft"):
         seed_means.main([f"{a}:sft"])
+
+
+def test_plot_draws_the_means(tmp_path):
+    pytest.importorskip("matplotlib")
+    a = report(tmp_path, "a.json", [row("x/npo/model", 10, 70, 60, 0, 8, 30, 150.0)])
+    b = report(tmp_path, "b.json", [row("y/npo_s1/model", 30, 50, 40, 10, 0, 28, 90.0)])
+    png = tmp_path / "r.png"
+    assert seed_means.main([a, b, "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
