@@ -5,8 +5,9 @@ so a single-seed table cannot rank methods; this pools the seeds into one table.
 A row is keyed by its method name (the folder above `model/`, e.g. runs/results/harry_potter-seed1/npo/model
 -> npo; a trailing _s1 / -seed1 is dropped), or the model string itself. Every report must use the same base numbers (same eval files).
 
-Usage: python examples/seed_means.py REPORT.json[:NAME,NAME] ... [--rename OLD=NEW] [--markdown OUT.md] [--plot OUT.png]
-(`:NAME,...` keeps only those methods of that report, e.g. rows whose settings match the others.)
+Usage: python examples/seed_means.py REPORT.json[:NAME,OLD=NEW,...] ... [--markdown OUT.md] [--plot OUT.png]
+(`:NAME,...` keeps only those methods of that report; OLD=NEW keeps OLD and shows it as NEW, so runs of one
+setting pool under one name and runs of another setting under another, even when their folders share a name.)
 """
 
 from __future__ import annotations
@@ -29,20 +30,20 @@ def method_name(model: str) -> str:
     return re.sub(r"[_-]s(eed)?\d+$", "", name)  # npo_s1, npo-seed1 -> npo
 
 
-def parse_source(arg: str) -> tuple[str, set[str] | None]:
-    """'file.json:npo,sft' -> ('file.json', {'npo', 'sft'}); 'file.json' -> ('file.json', None)."""
+def parse_source(arg: str) -> tuple[str, dict[str, str] | None]:
+    """'f.json:npo,best8=ours' -> ('f.json', {'npo': 'npo', 'best8': 'ours'}); 'f.json' -> ('f.json', None)."""
     path, sep, names = arg.rpartition(":")
     if not sep or names.endswith(".json"):
         return arg, None
-    return path, {n for n in names.split(",") if n}
+    pairs = [n.split("=", 1) if "=" in n else (n, n) for n in names.split(",") if n]
+    return path, {old: new for old, new in pairs}
 
 
-def pool(reports: list[dict], sources: list[str], keep: list[set[str] | None] | None = None,
-         rename: dict[str, str] | None = None) -> tuple[dict, dict[str, list[dict]]]:
+def pool(reports: list[dict], sources: list[str], keep: list[dict[str, str] | None] | None = None
+         ) -> tuple[dict, dict[str, list[dict]]]:
     """(base row, {method: [row per report]}); refuses reports whose base rows differ.
-    keep[i]: the method names to take from report i (None = all); rename: method name -> shown name."""
+    keep[i]: {method name: shown name} to take from report i (None = all, under their own names)."""
     keep = keep or [None] * len(reports)
-    rename = rename or {}
     def base_row(rep: dict) -> dict:
         return next(r for r in rep["models"] if r["model"] == rep["base"])
 
@@ -57,9 +58,9 @@ def pool(reports: list[dict], sources: list[str], keep: list[set[str] | None] | 
             if row["model"] == rep["base"] or (wanted is not None and name not in wanted):
                 continue
             found.add(name)
-            rows.setdefault(rename.get(name, name), []).append(row)
-        if wanted is not None and wanted - found:
-            raise SystemExit(f"{src}: no method named {', '.join(sorted(wanted - found))}")
+            rows.setdefault(wanted[name] if wanted else name, []).append(row)
+        if wanted is not None and set(wanted) - found:
+            raise SystemExit(f"{src}: no method named {', '.join(sorted(set(wanted) - found))}")
     return base, rows
 
 
@@ -97,15 +98,13 @@ def plot(base: dict, rows: dict[str, list[dict]], path: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("reports", nargs="+", help="eval JSON files written by `mule evaluate --json`, each "
-                    "optionally followed by :NAME,NAME (take only those methods from it)")
-    ap.add_argument("--rename", action="append", default=[], metavar="OLD=NEW", help="show method OLD as NEW")
+                    "optionally followed by :NAME,OLD=NEW,... (take only those methods from it)")
     ap.add_argument("--markdown", help="also write the table to this file")
     ap.add_argument("--plot", help="also draw the radar chart of the means to this PNG")
     args = ap.parse_args(argv)
     sources = [parse_source(a) for a in args.reports]
     reports = [json.loads(Path(p).read_text(encoding="utf-8")) for p, _ in sources]
-    rename = dict(r.split("=", 1) for r in args.rename)
-    base, rows = pool(reports, [p for p, _ in sources], [k for _, k in sources], rename)
+    base, rows = pool(reports, [p for p, _ in sources], [k for _, k in sources])
     text = table(base, rows)
     sys.stdout.write(text)
     if args.markdown:

@@ -53,9 +53,10 @@ def test_reports_with_different_base_rows_are_refused(tmp_path):
 def test_a_report_can_contribute_only_some_methods_under_another_name(tmp_path, capsys):
     a = report(tmp_path, "a.json", [row("x/ours/model", 1, 1, 1, 1, 1, 1, 10.0), row("x/npo/model", 1, 1, 1, 1, 1, 1, 20.0)])
     b = report(tmp_path, "b.json", [row("y/best8_s1/model", 1, 1, 1, 1, 1, 1, 30.0)])
-    assert seed_means.main([f"{a}:npo", b, "--rename", "best8=ours"]) == 0
+    assert seed_means.main([f"{a}:npo,ours=ours (old)", f"{b}:best8=ours"]) == 0
     lines = {ln.split("|")[1].strip(): ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")}
-    assert lines["ours"].startswith("| ours | 1 |") and lines["ours"].endswith("| 30.0 |")  # a's ours left out
+    assert lines["ours"].startswith("| ours | 1 |") and lines["ours"].endswith("| 30.0 |")  # a's ours kept apart
+    assert lines["ours (old)"].endswith("| 10.0 |") and lines["npo"].endswith("| 20.0 |")
     with pytest.raises(SystemExit, match="no method named sft"):
         seed_means.main([f"{a}:sft"])
 
