@@ -3,7 +3,8 @@
 Why: on the small eval split the batch order alone moves a method's overall score by tens of points,
 so a single-seed table cannot rank methods; this pools the seeds into one table.
 A row is keyed by its method name (the folder above `model/`, e.g. runs/results/harry_potter-seed1/npo/model
--> npo; a trailing _s1 / -seed1 is dropped), or the model string itself. Every report must use the same base numbers (same eval files).
+-> npo; a trailing _s1 / -seed1 is dropped), or the model string itself. Every report must have the same
+base numbers (same eval files and MMLU sample).
 
 Usage: python examples/seed_means.py REPORT.json[:NAME,OLD=NEW,...] ... [--markdown OUT.md] [--plot OUT.png]
 (`:NAME,...` keeps only those methods of that report; OLD=NEW keeps OLD and shows it as NEW, so runs of one
@@ -44,6 +45,7 @@ def pool(reports: list[dict], sources: list[str], keep: list[dict[str, str] | No
     """(base row, {method: [row per report]}); refuses reports whose base rows differ.
     keep[i]: {method name: shown name} to take from report i (None = all, under their own names)."""
     keep = keep or [None] * len(reports)
+
     def base_row(rep: dict) -> dict:
         return next(r for r in rep["models"] if r["model"] == rep["base"])
 

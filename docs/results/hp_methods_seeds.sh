@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Rebuilds docs/results/hp_methods_seeds.{md,png} (docs/RESULTS.md, "every method over three seeds") from
+# the per-run evaluate reports in docs/results/: each report is followed by the rows it contributes
+# (old=shown name). Run from the repository root: bash docs/results/hp_methods_seeds.sh
+set -euo pipefail
+D=docs/results
+"${PYTHON:-.venv/bin/python}" examples/seed_means.py \
+  "$D/hp_methods.json:sft=SFT,ga=GA,graddiff=GradDiff,npo=NPO,simnpo=SimNPO,ours=ours (earlier make demo),duet=DUET (earlier teacher),bild=BiLD (earlier teacher),smollm2-135m+oracle=in-context oracle router,smollm2-135m+ensemble=in-context ensemble prompt" \
+  "$D/hp_r4_anchors_fw2_batch8.json:best8=ours (neighbour weight 1)" \
+  "$D/hp_r4_seed1.json:demo=ours (earlier make demo),best8=ours (neighbour weight 1)" \
+  "$D/hp_r4_seed1_graddiff_seed2.json:graddiff=GradDiff,demo=ours (earlier make demo),best8=ours (neighbour weight 1)" \
+  "$D/hp_r4_seed1_npo_duet.json:npo=NPO,duet=DUET (earlier teacher)" \
+  "$D/hp_r5_seed2_npo_graddiff_beta3.json:npo=NPO,graddiff=GradDiff" \
+  "$D/hp_r5_n2_seed1_duet_sft.json:b8n2=ours,duet=DUET (neighbour weight 1),sft=SFT" \
+  "$D/hp_r5_n2_seed2_duet.json:b8n2=ours,duet=DUET (neighbour weight 1)" \
+  "$D/hp_r5_n2_seed0_bild.json:b8n2=ours,bild=BiLD (neighbour weight 1)" \
+  "$D/hp_r5_duet_bild.json:duet=DUET,bild=BiLD" \
+  --markdown "$D/hp_methods_seeds.md" --plot "$D/hp_methods_seeds_radar.png"
