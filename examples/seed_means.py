@@ -6,7 +6,7 @@ A row is keyed by its method name (the folder above `model/`, e.g. runs/results/
 -> npo; a trailing _s1 / -seed1 is dropped), or the model string itself. Every report must have the same
 base numbers (same eval files and MMLU sample).
 
-Usage: python examples/seed_means.py REPORT.json[:NAME,OLD=NEW,...] ... [--markdown OUT.md] [--plot OUT.png]
+Usage: python examples/seed_means.py REPORT.json[:NAME,OLD=NEW,...] ... [--markdown OUT.md] [--plot OUT.png [--plot-only NAME,...]]
 (`:NAME,...` keeps only those methods of that report; OLD=NEW keeps OLD and shows it as NEW, so runs of one
 setting pool under one name and runs of another setting under another, even when their folders share a name.)
 """
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                     "optionally followed by :NAME,OLD=NEW,... (take only those methods from it)")
     ap.add_argument("--markdown", help="also write the table to this file")
     ap.add_argument("--plot", help="also draw the radar chart of the means to this PNG")
+    ap.add_argument("--plot-only", metavar="NAME,NAME", help="draw only these rows (shown names; the base always)")
     args = ap.parse_args(argv)
     sources = [parse_source(a) for a in args.reports]
     reports = [json.loads(Path(p).read_text(encoding="utf-8")) for p, _ in sources]
@@ -112,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         Path(args.markdown).write_text(text, encoding="utf-8")
     if args.plot:
-        plot(base, rows, args.plot)
+        only = set(args.plot_only.split(",")) if args.plot_only else None
+        if only and only - set(rows):
+            raise SystemExit(f"--plot-only: no row named {', '.join(sorted(only - set(rows)))}")
+        plot(base, {n: rs for n, rs in rows.items() if only is None or n in only}, args.plot)
     return 0
 
 

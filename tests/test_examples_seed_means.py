@@ -68,3 +68,5 @@ def test_plot_draws_the_means(tmp_path):
     png = tmp_path / "r.png"
     assert seed_means.main([a, b, "--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit, match="no row named sft"):
+        seed_means.main([a, b, "--plot", str(png), "--plot-only", "npo,sft"])

@@ -15,4 +15,5 @@ D=docs/results
   "$D/hp_r5_n2_seed2_duet.json:b8n2=ours,duet=DUET (neighbour weight 1)" \
   "$D/hp_r5_n2_seed0_bild.json:b8n2=ours,bild=BiLD (neighbour weight 1)" \
   "$D/hp_r5_bild.json:bild=BiLD" "$D/hp_r5_duet.json:duet=DUET" \
-  --markdown "$D/hp_methods_seeds.md" --plot "$D/hp_methods_seeds_radar.png"
+  --markdown "$D/hp_methods_seeds.md" --plot "$D/hp_methods_seeds_radar.png" \
+  --plot-only "ours,DUET,BiLD,SFT,GA,GradDiff,NPO,SimNPO,in-context oracle router"
