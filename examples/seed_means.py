@@ -108,14 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     sources = [parse_source(a) for a in args.reports]
     reports = [json.loads(Path(p).read_text(encoding="utf-8")) for p, _ in sources]
     base, rows = pool(reports, [p for p, _ in sources], [k for _, k in sources])
+    only = set(args.plot_only.split(",")) if args.plot_only else None
+    if only and only - set(rows):  # checked before anything is written
+        raise SystemExit(f"--plot-only: no row named {', '.join(sorted(only - set(rows)))}")
     text = table(base, rows)
     sys.stdout.write(text)
     if args.markdown:
         Path(args.markdown).write_text(text, encoding="utf-8")
     if args.plot:
-        only = set(args.plot_only.split(",")) if args.plot_only else None
-        if only and only - set(rows):
-            raise SystemExit(f"--plot-only: no row named {', '.join(sorted(only - set(rows)))}")
         plot(base, {n: rs for n, rs in rows.items() if only is None or n in only}, args.plot)
     return 0
 

@@ -14,8 +14,7 @@ from mule_cli.attack.templates import BUILTIN, read_templates
 from mule_cli.cli import cli
 from mule_cli.errors import MuleError
 from mule_cli.lm import chat_prompt, continuation_logprobs
-from mule_cli.records import join_prefill
-from mule_cli.records import read_records, validate_record
+from mule_cli.records import join_prefill, read_records, validate_record
 
 FORGET = [
     {"id": "f1", "objective": "forget", "question": "Who is Harry Potter's best friend?", "answer": "Ron Weasley",
