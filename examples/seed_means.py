@@ -20,8 +20,11 @@ import sys
 from pathlib import Path
 from statistics import mean
 
-METRICS = [("forget_rouge", "Forget ↓"), ("retain_rouge", "Retain ↑"), ("neighbor_acc", "Nbr acc ↑"),
-           ("neighbor_refusal", "Nbr refusal ↓"), ("asr", "ASR ↓"), ("mmlu", "MMLU ↑"), ("overall", "Overall ↑")]
+from mule_cli.evaluate.metrics import BY_KEY  # torch-free: the directions live there
+
+SHORT_NAMES = {"forget_rouge": "Forget", "retain_rouge": "Retain", "neighbor_acc": "Nbr acc",
+               "neighbor_refusal": "Nbr refusal", "asr": "ASR", "mmlu": "MMLU", "overall": "Overall"}
+METRICS = [(k, f"{name} {'↓' if BY_KEY[k].lower_is_better else '↑'}") for k, name in SHORT_NAMES.items()]
 BASE_KEYS = [k for k, _ in METRICS if k != "overall"]
 
 

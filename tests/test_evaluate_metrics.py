@@ -132,3 +132,12 @@ def test_in_context_refusal_text(sample_records):
     context = make_context_fn("oracle", from_target("Harry Potter", never), pool, 1, never)
     turns = context("f1", sample_records[0]["question"], "forget")
     assert turns[-1] == {"role": "assistant", "content": never} and never in turns[0]["content"]
+
+
+def test_metrics_and_radar_import_without_torch():
+    """Report readers (examples/seed_means.py) import these; the runner and torch load only on use."""
+    import subprocess
+    import sys
+    code = ("import sys, mule_cli.evaluate.metrics, mule_cli.evaluate.radar; assert 'torch' not in sys.modules; "
+            "from mule_cli.evaluate import evaluate_models; assert 'torch' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
