@@ -5,7 +5,8 @@
 # Needs the data that `make demo` (or `make demo-cyber`) wrote; ~5 min per method on a 2-core CPU.
 # OURS_ARGS adds options to `ours`; EXTRA_MODELS (e.g. "--model runs/exp/x/model") adds rows to the evaluation.
 # REUSE=1 keeps a method's already trained model (runs/results/<domain>/<method>/model); EVAL=0 only trains.
-# SEED=N (default 0) sets the batch order; seeds other than 0 write to runs/results/<domain>-seedN.
+# SEED=N (default 0) sets the batch order; seeds other than 0 write to runs/results/<domain>-seedN
+# (OUT=DIR writes there instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 domain=${1:-harry_potter}; shift || true
@@ -18,7 +19,7 @@ methods=("$@"); [ ${#methods[@]} -gt 0 ] || methods=(ours duet bild sft ga gradd
 mule=${MULE:-.venv/bin/mule}
 source examples/ours_options.sh && ours_options "$domain"
 SEED=${SEED:-0}
-out=runs/results/$domain; [ "$SEED" = 0 ] || out=$out-seed$SEED
+out=runs/results/$domain; [ "$SEED" = 0 ] || out=$out-seed$SEED; out=${OUT:-$out}
 STEPS=${STEPS:-60}
 [ -f "$data/train.jsonl" ] || { echo "run 'make demo' (or demo-cyber) first: $data/train.jsonl missing" >&2; exit 2; }
 models=()

@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 domain=${1:-harry_potter}; shift || true
 reports=()
 for seed in ${SEEDS:-0 1 2}; do
-  SEED=$seed bash examples/results.sh "$domain" "$@"
   dir=runs/results/$domain; [ "$seed" = 0 ] || dir=$dir-seed$seed
+  SEED=$seed OUT=$dir bash examples/results.sh "$domain" "$@"
   reports+=("$dir/eval.json")
 done
 "${PYTHON:-.venv/bin/python}" examples/seed_means.py "${reports[@]}" \
