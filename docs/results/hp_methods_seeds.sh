@@ -11,9 +11,11 @@ D=docs/results
   "$D/hp_r4_seed1_graddiff_seed2.json:graddiff=GradDiff,demo=ours (earlier make demo),best8=ours (neighbour weight 1)" \
   "$D/hp_r4_seed1_npo_duet.json:npo=NPO,duet=DUET (earlier teacher)" \
   "$D/hp_r5_seed2_npo_graddiff_beta3.json:npo=NPO,graddiff=GradDiff" \
-  "$D/hp_r5_n2_seed1_duet_sft.json:b8n2=ours,duet=DUET (neighbour weight 1),sft=SFT" \
-  "$D/hp_r5_n2_seed2_duet.json:b8n2=ours,duet=DUET (neighbour weight 1)" \
-  "$D/hp_r5_n2_seed0_bild.json:b8n2=ours,bild=BiLD (neighbour weight 1)" \
-  "$D/hp_r5_bild.json:bild=BiLD" "$D/hp_r5_duet.json:duet=DUET" \
+  "$D/hp_r5_n2_seed1_duet_sft.json:b8n2=ours (retain anchors too),duet=DUET (neighbour weight 1),sft=SFT" \
+  "$D/hp_r5_n2_seed2_duet.json:b8n2=ours (retain anchors too),duet=DUET (neighbour weight 1)" \
+  "$D/hp_r5_n2_seed0_bild.json:b8n2=ours (retain anchors too),bild=BiLD (neighbour weight 1)" \
+  "$D/hp_r5_bild.json:bild=BiLD (retain anchors too)" "$D/hp_r5_duet.json:duet=DUET (retain anchors too)" \
+  "$D/hp_r6_anchors_neighbor.json:an1=ours" "$D/hp_r6_anchors_neighbor_seed1_seed2.json:an1=ours" \
+  "$D/hp_r6_duet_seed0_bild_seeds012.json:duet=DUET,bild=BiLD" "$D/hp_r6_duet_seed1_seed2.json:duet=DUET" \
   --markdown "$D/hp_methods_seeds.md" --plot "$D/hp_methods_seeds_radar.png" \
   --plot-only "ours,DUET,BiLD,SFT,GA,GradDiff,NPO,SimNPO,in-context oracle router"
