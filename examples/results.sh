@@ -19,7 +19,7 @@ methods=("$@"); [ ${#methods[@]} -gt 0 ] || methods=(ours duet bild sft ga gradd
 mule=${MULE:-.venv/bin/mule}
 source examples/ours_options.sh && ours_options "$domain"
 SEED=${SEED:-0}
-out=runs/results/$domain; [ "$SEED" = 0 ] || out=$out-seed$SEED; out=${OUT:-$out}
+source examples/results_dir.sh && out=${OUT:-$(results_dir "$domain" "$SEED")}
 STEPS=${STEPS:-60}
 [ -f "$data/train.jsonl" ] || { echo "run 'make demo' (or demo-cyber) first: $data/train.jsonl missing" >&2; exit 2; }
 models=()

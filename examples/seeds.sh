@@ -7,9 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 domain=${1:-harry_potter}; shift || true
+source examples/results_dir.sh
 reports=()
 for seed in ${SEEDS:-0 1 2}; do
-  dir=runs/results/$domain; [ "$seed" = 0 ] || dir=$dir-seed$seed
+  dir=$(results_dir "$domain" "$seed")
   SEED=$seed OUT=$dir bash examples/results.sh "$domain" "$@"
   reports+=("$dir/eval.json")
 done
