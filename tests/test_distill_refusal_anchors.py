@@ -79,13 +79,14 @@ def test_anchor_loss_is_zero_before_training_and_run_json_counts_them(tiny_model
     assert run["refusal_anchors"] == 1 and run["options"]["refusal_anchors"] == "neighbor,retain"
 
 
-def test_anchors_hold_the_refusal_likelihood_on_anchored_questions(tiny_model_dir, tmp_path, tokenizer):
+def test_anchors_hold_the_refusal_likelihood_on_anchored_questions(tiny_model_dir, tmp_path, tokenizer, monkeypatch):
     """Train only a forget record whose teacher is pushed towards refusing; with an anchor on the neighbour
     question, the student's refusal log-likelihood there must move less from the base's."""
     from transformers import AutoModelForCausalLM
 
     from mule_cli.lm import chat_prompt, continuation_logprobs
 
+    monkeypatch.setenv("MULE_CACHE", str(tmp_path / "cache"))  # the teacher-answer cache stays out of the user's
     recs = [dict(RECORDS[0], answer=REFUSAL), RECORDS[3]]
     data = write_jsonl(tmp_path / "d.jsonl", recs)
 
