@@ -394,8 +394,8 @@ def test_parse_response_per_objective_and_errors():
         parse_response("retian=base")
     with pytest.raises(MuleError, match="retain=oracle is not a source"):
         parse_response("retain=oracle")
-    with pytest.raises(MuleError, match="student is not a source"):
-        DistillConfig(model="m", data=["d"], output="o", response="student")
+    with pytest.raises(MuleError, match="pupil is not a source"):
+        DistillConfig(model="m", data=["d"], output="o", response="pupil")
 
 
 def test_amplify_one_number_means_forget_like_or_per_objective():

@@ -46,7 +46,11 @@ Examples:
 @click.option("--response", default="data", show_default=True,
               help="Tokens both sides are forced on: data (the record's answer), teacher (the prompted teacher's "
                    "greedy answer) or base (the base model's greedy answer to the plain question); one for all "
-                   "objectives or per objective, e.g. retain=base,neighbor=base. Generated answers are cached.")
+                   "objectives or per objective, e.g. retain=base,neighbor=base. Generated answers are cached. "
+                   "student = the student's own greedy answer, regenerated every --student-refresh steps "
+                   "(on-policy), e.g. retain=student.")
+@click.option("--student-refresh", type=click.IntRange(min=1), default=10, show_default=True, metavar="STEPS",
+              help="With --response OBJ=student: regenerate the student's answers every STEPS optimizer steps.")
 @click.option("--refusal", default=REFUSAL, show_default=True, metavar="TEXT",
               help="The answer the forget/adversarial demonstrations show, SFT trains on and refusal anchors "
                    "use; the built-in intention prompts say it too (an --intentions file should match it).")

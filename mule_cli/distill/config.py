@@ -13,7 +13,7 @@ from ..records import OBJECTIVES
 from .refusal_anchors import parse_objectives as parse_anchor_objectives
 
 METHODS = ("ours", "duet", "bild", "sft", "ga", "graddiff", "npo", "simnpo")
-RESPONSE_SOURCES = ("data", "teacher", "base")
+RESPONSE_SOURCES = ("data", "teacher", "base", "student")
 
 
 def parse_response(text: str | dict | None) -> dict[str, str]:
@@ -22,7 +22,8 @@ def parse_response(text: str | dict | None) -> dict[str, str]:
 
     data = the record's answer; teacher = the prompted teacher's own greedy answer; base = the frozen base
     model's greedy answer to the plain question, i.e. the path the student generates along before
-    unlearning (keeping retain on it keeps the answers a user already gets)."""
+    unlearning (keeping retain on it keeps the answers a user already gets); student = the student's own
+    current greedy answer, regenerated during training (on_policy.py)."""
     def source(key, raw):
         if raw not in RESPONSE_SOURCES:
             raise MuleError(f"--response: {key}{raw} is not a source (use one of {', '.join(RESPONSE_SOURCES)})")
@@ -79,7 +80,8 @@ class DistillConfig:
     teacher: str = "oracle"  # oracle | ensemble
     demos: int | str | dict = 3  # few-shot demos per teacher context: 3, or per objective "retain=0"
     amplify: float | str | dict = 0.0  # λ for forget/adversarial, or per objective "forget=2,neighbor=1"
-    response: str = "data"  # data | teacher | base, or per objective: "retain=base,neighbor=teacher"
+    response: str = "data"  # data | teacher | base | student, or per objective: "retain=base,neighbor=teacher"
+    student_refresh: int = 10  # --response OBJ=student: regenerate the student's answers every N steps
     weights: dict = field(default_factory=lambda: {o: 1.0 for o in OBJECTIVES})
     refusal: str = REFUSAL  # what forget-like demos, SFT and refusal anchors answer (the prompts should say it too)
     refusal_anchors: str = ""  # "neighbor,retain": copies forced on the refusal, plain teacher (refusal_anchors.py)
@@ -151,6 +153,9 @@ class DistillConfig:
             (self.beta > 0, "--beta must be > 0"),
             (self.save_every >= 0 and self.grad_cosine >= 0, "--save-every/--grad-cosine must be >= 0"),
             (self.max_bad_steps >= 1, "--max-bad-steps must be >= 1"),
+            (self.student_refresh >= 1, "--student-refresh must be >= 1"),
+            (not (self.fsdp and "student" in parse_response(self.response).values()),
+             "--response OBJ=student does not work with --fsdp (generation needs the whole model)"),
             (any(w > 0 for w in self.weights.values()), "--weights: at least one objective needs a weight > 0"),
         ]
         for ok, message in checks:
@@ -169,7 +174,7 @@ class DistillConfig:
         return dataclasses.asdict(self)
 
     # Options that change the numbers a run produces: a resume must keep them.
-    RESUME_KEYS = ("model", "method", "target", "intentions", "teacher", "demos", "amplify", "response",
+    RESUME_KEYS = ("model", "method", "target", "intentions", "teacher", "demos", "amplify", "response", "student_refresh",
                    "refusal", "refusal_anchors", "weights", "top_k", "beta", "bild_top_k", "bild_temperature",
                    "npo_beta", "simnpo_beta", "simnpo_gamma", "forget_weight", "retain_weight", "lr",
                    "weight_decay", "warmup_steps", "schedule", "max_grad_norm", "lora_rank", "lora_alpha",

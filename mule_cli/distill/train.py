@@ -28,6 +28,7 @@ from .batches import (anchor_units, build_examples, collate, split_for_rank, stu
 from .config import DistillConfig, config_changes
 from .forward import ResponseLogits, decoder_layers
 from .methods import DISTILL_METHODS, loss_sums, spec_for, units
+from .on_policy import on_policy_records, student_answers
 from .refusal_anchors import is_anchor, parse_objectives as parse_anchor_objectives, refusal_anchor_records
 from .teacher import Teacher
 
@@ -184,9 +185,15 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
     teacher = Teacher(_load_lm(model_path, dtype, device), cfg.amplify, autocast_dtype) if need_teacher else None
 
     generated = _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, prompts, model_path)
-    examples = build_examples(train_records, tokenizer, method=spec.name, prompts=prompts, teacher_mode=cfg.teacher,
-                              n_demos=cfg.demos, max_length=cfg.max_length, generated=generated,
-                              refusal=cfg.refusal)
+
+    def make_examples(answers):
+        return build_examples(train_records, tokenizer, method=spec.name, prompts=prompts, teacher_mode=cfg.teacher,
+                              n_demos=cfg.demos, max_length=cfg.max_length, generated=answers, refusal=cfg.refusal)
+
+    examples = make_examples(generated)
+    # --response OBJ=student: those records are re-tokenised on the student's own answers during training
+    on_policy = on_policy_records(train_records, cfg.response_sources) if spec.name in DISTILL_METHODS else []
+    student_texts: dict = {}
     objectives = [e.objective for e in examples]
     plan = training_plan(anchor_units(train_records), objectives, batch_size=cfg.batch_size,
                          grad_accum=cfg.grad_accum, seed=cfg.seed, epochs=cfg.epochs, max_steps=cfg.max_steps)
@@ -218,6 +225,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
             raise MuleError(f"--resume: options differ from the checkpointed run ({', '.join(changed)}); "
                             f"resume with the same options")
         start, bad_run = trainer["step"], trainer.get("bad_run", 0)
+        student_texts = trainer.get("student_answers") or {}
 
     info = {"status": "running", "options": cfg.to_dict(), "data_sha256": output.data_fingerprint(cfg.data, records),
             "versions": output.versions(), "model_path": str(model_path), "world_size": dist.world,
@@ -231,7 +239,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
         log = output.TrainLog(out, keep_until_step=start if cfg.resume else 0)
 
     def trainer_state(step):
-        return {"step": step, "bad_run": bad_run, "config": cfg.to_dict()}
+        return {"step": step, "bad_run": bad_run, "config": cfg.to_dict(), "student_answers": student_texts}
 
     cos_params = [p for layer in decoder_layers(lm)[-3:] for p in layer.parameters() if p.requires_grad]
     bar = tqdm(total=total, initial=start, desc="distill", unit="step", disable=not (cfg.progress and dist.main))
@@ -240,6 +248,11 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
     in_update = False
     try:
         while step < total:
+            if on_policy and (step % cfg.student_refresh == 0 or not student_texts):
+                student_texts = student_answers(lm, tokenizer, on_policy, dist, progress=cfg.progress and step == start)
+                examples = make_examples({**(generated or {}), **student_texts})
+            elif on_policy and step == start:  # resumed between refreshes: the answers the checkpoint saved
+                examples = make_examples({**(generated or {}), **student_texts})
             t0 = time.perf_counter()
             row = _train_step(cfg, spec, plan[step], examples, module, teacher, tokenizer.pad_token_id, dist,
                               device, autocast_dtype, cos_params if cfg.grad_cosine and step % cfg.grad_cosine == 0
