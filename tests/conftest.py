@@ -66,6 +66,20 @@ def tiny_distill_config(model_dir, data_file, out, **kw):
     return DistillConfig(**{**base, **kw})
 
 
+def interrupt_then_resume(make_config, at_step):
+    """Run distill(make_config(False)) with a Ctrl-C after `at_step` steps, then distill(make_config(True))."""
+    from mule_cli.distill import distill
+    from mule_cli.distill.train import Interrupted
+
+    def interrupt(step, row):
+        if step == at_step:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted, match="--resume"):
+        distill(make_config(False), on_step=interrupt)
+    distill(make_config(True))
+
+
 def write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import make_tiny_llama, tiny_distill_config, write_jsonl
+from conftest import interrupt_then_resume, make_tiny_llama, tiny_distill_config, write_jsonl
 from mule_cli.distill import DistillConfig, distill
 from mule_cli.distill.lora import LoRALinear, add_lora, merge_lora
 from mule_cli.errors import MuleError
@@ -67,19 +67,10 @@ def test_lora_run_saves_a_plain_model_where_only_projections_moved(tiny_model_di
 
 
 def test_lora_resume_ends_with_the_same_weights(tiny_model_dir, tmp_path):
-    from mule_cli.distill.train import Interrupted
-
     data = write_jsonl(tmp_path / "d.jsonl", RECORDS)
     kw = dict(lora_rank=4, lr=1e-2, max_steps=4, batch_size=2)
     distill(_config(tiny_model_dir, data, tmp_path / "full", **kw))
-
-    def interrupt(step, row):
-        if step == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(Interrupted):
-        distill(_config(tiny_model_dir, data, tmp_path / "cut", **kw), on_step=interrupt)
-    distill(_config(tiny_model_dir, data, tmp_path / "cut", resume=True, **kw))
+    interrupt_then_resume(lambda resume: _config(tiny_model_dir, data, tmp_path / "cut", resume=resume, **kw), 2)
     a = load_file(str(tmp_path / "full/model/model.safetensors"))
     b = load_file(str(tmp_path / "cut/model/model.safetensors"))
     for key in a:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_distill_config as config, write_jsonl
+from conftest import interrupt_then_resume, tiny_distill_config as config, write_jsonl
 from mule_cli.distill import DistillConfig, distill
 from mule_cli.errors import MuleError
 
@@ -73,19 +73,10 @@ def test_training_on_student_answers_equals_training_on_those_answers_as_data(ti
 
 
 def test_resume_between_refreshes_uses_the_saved_answers(tiny_model_dir, data_file, tmp_path, calls):
-    from mule_cli.distill.train import Interrupted
-
     opts = dict(response="retain=student", student_refresh=2, max_steps=4, batch_size=4, lr=1e-2)
     distill(config(tiny_model_dir, data_file, tmp_path / "full", **opts))
     assert len(calls) == 2
-
-    def interrupt(step, row):
-        if step == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(Interrupted):
-        distill(config(tiny_model_dir, data_file, tmp_path / "cut", **opts), on_step=interrupt)
-    distill(config(tiny_model_dir, data_file, tmp_path / "cut", resume=True, **opts))
+    interrupt_then_resume(lambda resume: config(tiny_model_dir, data_file, tmp_path / "cut", resume=resume, **opts), 3)
     assert len(calls) == 4  # the resumed run regenerates nothing before step 4 (it is not a refresh step)
     a, b = weights(tmp_path / "full"), weights(tmp_path / "cut")
     assert all(torch.allclose(a[k], b[k], atol=1e-6, rtol=0) for k in a)
