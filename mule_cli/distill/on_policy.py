@@ -16,15 +16,9 @@ import torch
 from ..lm import generate
 from . import distributed as D
 from .batches import student_prompt
-from .refusal_anchors import is_anchor
 from .responses import MAX_NEW_TOKENS
 
 SOURCE = "student"
-
-
-def on_policy_records(records: Sequence[dict], sources: dict[str, str]) -> list[dict]:
-    """The records answered by the student (refusal anchors keep their forced refusal)."""
-    return [r for r in records if sources.get(r["objective"]) == SOURCE and not is_anchor(r)]
 
 
 def student_answers(lm, tokenizer, records: Sequence[dict], dist: D.Dist, progress: bool = False) -> dict[str, str]:

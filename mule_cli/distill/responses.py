@@ -16,8 +16,15 @@ from typing import Sequence
 from ..atomic import write_json
 from ..lm import generate
 from ..models import cache_dir
+from .refusal_anchors import is_anchor
 
 MAX_NEW_TOKENS = 48
+
+
+def records_answered_by(records: Sequence[dict], sources: dict[str, str], source: str) -> list[dict]:
+    """The records whose objective's `--response` source is `source` (refusal anchors keep their forced
+    refusal whatever the source)."""
+    return [r for r in records if sources.get(r["objective"]) == source and not is_anchor(r)]
 
 
 def cache_path(model_path: str, prompts: Sequence[str]) -> Path:

@@ -28,7 +28,8 @@ from .batches import (anchor_units, build_examples, collate, split_for_rank, stu
 from .config import DistillConfig, config_changes
 from .forward import ResponseLogits, decoder_layers
 from .methods import DISTILL_METHODS, loss_sums, spec_for, units
-from .on_policy import on_policy_records, student_answers
+from .on_policy import SOURCE as STUDENT, student_answers
+from .responses import records_answered_by, teacher_responses
 from .refusal_anchors import is_anchor, parse_objectives as parse_anchor_objectives, refusal_anchor_records
 from .teacher import Teacher
 
@@ -132,11 +133,9 @@ def _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, pro
     sources = cfg.response_sources
     if spec.name not in DISTILL_METHODS or all(v == "data" for v in sources.values()):
         return None
-    from .responses import teacher_responses
-
     out = {}
     for source in ("teacher", "base"):
-        recs = [r for r in train_records if sources[r["objective"]] == source and not is_anchor(r)]
+        recs = records_answered_by(train_records, sources, source)
         if not recs:
             continue
         if source == "teacher":
@@ -192,7 +191,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
 
     examples = make_examples(generated)
     # --response OBJ=student: those records are re-tokenised on the student's own answers during training
-    on_policy = on_policy_records(train_records, cfg.response_sources) if spec.name in DISTILL_METHODS else []
+    on_policy = records_answered_by(train_records, cfg.response_sources, STUDENT) if spec.name in DISTILL_METHODS else []
     student_texts: dict = {}
     objectives = [e.objective for e in examples]
     plan = training_plan(anchor_units(train_records), objectives, batch_size=cfg.batch_size,
@@ -248,11 +247,13 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
     in_update = False
     try:
         while step < total:
-            if on_policy and (step % cfg.student_refresh == 0 or not student_texts):
-                student_texts = student_answers(lm, tokenizer, on_policy, dist, progress=cfg.progress and step == start)
-                examples = make_examples({**(generated or {}), **student_texts})
-            elif on_policy and step == start:  # resumed between refreshes: the answers the checkpoint saved
-                examples = make_examples({**(generated or {}), **student_texts})
+            if on_policy:
+                refresh = step % cfg.student_refresh == 0 or not student_texts
+                if refresh:
+                    student_texts = student_answers(lm, tokenizer, on_policy, dist,
+                                                    progress=cfg.progress and step == start)
+                if refresh or step == start:  # a run resumed between refreshes uses the answers it saved
+                    examples = make_examples({**(generated or {}), **student_texts})
             t0 = time.perf_counter()
             row = _train_step(cfg, spec, plan[step], examples, module, teacher, tokenizer.pad_token_id, dist,
                               device, autocast_dtype, cos_params if cfg.grad_cosine and step % cfg.grad_cosine == 0
