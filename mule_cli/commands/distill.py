@@ -58,6 +58,10 @@ Examples:
               help="neighbor,retain: add a copy of each such record forced on the --refusal text and distilled from "
                    "the plain base model (trained as retain), so the student refuses them no more readily than the "
                    "base did (ours/duet/bild).")
+@click.option("--protect", default="", metavar="OBJECTIVES",
+              help="retain: gradient surgery (PCGrad): each step the other objectives' gradient loses its component "
+                   "against the protected objectives' gradient when the two conflict, so a step does not trade "
+                   "retain away for forgetting (one extra backward pass; not under torchrun yet).")
 @click.option("--weights", default="forget=1,retain=1,neighbor=1,adversarial=1", show_default=True,
               help="Per-objective loss weights.")
 @click.option("--top-k", type=int, default=LD.DISTILL_TOP_K, show_default=True, help="K of ours/duet.")

@@ -10,6 +10,7 @@ from ..errors import MuleError
 from ..intentions import REFUSAL, parse_demos
 from ..objective_options import objective_items, per_objective
 from ..records import OBJECTIVES
+from .projection import parse_protect
 from .refusal_anchors import parse_objectives as parse_anchor_objectives
 
 METHODS = ("ours", "duet", "bild", "sft", "ga", "graddiff", "npo", "simnpo")
@@ -85,6 +86,7 @@ class DistillConfig:
     weights: dict = field(default_factory=lambda: {o: 1.0 for o in OBJECTIVES})
     refusal: str = REFUSAL  # what forget-like demos, SFT and refusal anchors answer (the prompts should say it too)
     refusal_anchors: str = ""  # "neighbor,retain": copies forced on the refusal, plain teacher (refusal_anchors.py)
+    protect: str | tuple = ""  # "retain": the other objectives' gradient may not oppose retain's (projection.py)
     # loss hyper-parameters
     top_k: int = 20
     beta: float = 1.0
@@ -129,6 +131,7 @@ class DistillConfig:
         self.amplify = lams["forget"] if forget_only else lams
         counts = parse_demos(self.demos)  # checks it; one count stays a plain int (run.json, resume checks)
         self.demos = next(iter(counts.values())) if len(set(counts.values())) == 1 else counts
+        self.protect = ",".join(parse_protect(self.protect))  # canonical order: run.json and resume compare it
         if isinstance(self.data, (str, bytes)):
             self.data = [self.data]
         self.validate()
@@ -157,6 +160,7 @@ class DistillConfig:
             (not (self.fsdp and "student" in parse_response(self.response).values()),
              "--response OBJ=student does not work with --fsdp (generation needs the whole model)"),
             (any(w > 0 for w in self.weights.values()), "--weights: at least one objective needs a weight > 0"),
+            (not (self.protect and self.fsdp), "--protect does not work with --fsdp yet"),
         ]
         for ok, message in checks:
             if not ok:
@@ -167,6 +171,10 @@ class DistillConfig:
         return parse_response(self.response)
 
     @property
+    def protected(self) -> tuple[str, ...]:
+        return parse_protect(self.protect)
+
+    @property
     def needs_intentions(self) -> bool:
         return self.method in ("ours", "duet", "bild")
 
@@ -175,7 +183,7 @@ class DistillConfig:
 
     # Options that change the numbers a run produces: a resume must keep them.
     RESUME_KEYS = ("model", "method", "target", "intentions", "teacher", "demos", "amplify", "response", "student_refresh",
-                   "refusal", "refusal_anchors", "weights", "top_k", "beta", "bild_top_k", "bild_temperature",
+                   "refusal", "refusal_anchors", "protect", "weights", "top_k", "beta", "bild_top_k", "bild_temperature",
                    "npo_beta", "simnpo_beta", "simnpo_gamma", "forget_weight", "retain_weight", "lr",
                    "weight_decay", "warmup_steps", "schedule", "max_grad_norm", "lora_rank", "lora_alpha",
                    "batch_size", "grad_accum", "epochs", "max_steps", "seed", "max_length")

@@ -29,6 +29,7 @@ from .config import DistillConfig, config_changes
 from .forward import ResponseLogits, decoder_layers
 from .methods import DISTILL_METHODS, loss_sums, spec_for, units
 from .on_policy import SOURCE as STUDENT, student_answers
+from .projection import ConflictProjector
 from .responses import records_answered_by, teacher_responses
 from .refusal_anchors import is_anchor, parse_objectives as parse_anchor_objectives, refusal_anchor_records
 from .teacher import Teacher
@@ -241,6 +242,9 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
         return {"step": step, "bad_run": bad_run, "config": cfg.to_dict(), "student_answers": student_texts}
 
     cos_params = [p for layer in decoder_layers(lm)[-3:] for p in layer.parameters() if p.requires_grad]
+    if cfg.protect and dist.world > 1:
+        raise MuleError("--protect does not work under torchrun yet (the protected gradient is not all-reduced)")
+    projector = ConflictProjector([p for p in module.parameters() if p.requires_grad]) if cfg.protect else None
     bar = tqdm(total=total, initial=start, desc="distill", unit="step", disable=not (cfg.progress and dist.main))
     last_row: dict = {}
     step = start
@@ -257,7 +261,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
             t0 = time.perf_counter()
             row = _train_step(cfg, spec, plan[step], examples, module, teacher, tokenizer.pad_token_id, dist,
                               device, autocast_dtype, cos_params if cfg.grad_cosine and step % cfg.grad_cosine == 0
-                              else None)
+                              else None, projector)
             if row["finite"]:
                 in_update = True
                 optimizer.step()
@@ -278,7 +282,8 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
             row = {"step": step, "loss": row["loss"], **{f"loss_{o}": v for o, v in row["per_objective"].items()},
                    "lr": scheduler.get_last_lr()[0], "grad_norm": row["grad_norm"],
                    "tokens_per_s": round(row["tokens"] / elapsed, 1), "skipped": not row["finite"],
-                   **({"grad_cosine": row["cosine"]} if row.get("cosine") else {})}
+                   **({"grad_cosine": row["cosine"]} if row.get("cosine") else {}),
+                   **({"protect_cosine": round(row["protect_cosine"], 4)} if "protect_cosine" in row else {})}
             last_row = row
             if log is not None:
                 log.write(row)
@@ -317,7 +322,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
 
 
 def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dist, device, autocast_dtype,
-                cos_params) -> dict:
+                cos_params, projector: ConflictProjector | None = None) -> dict:
     """Forward/backward over the step's micro-batches; returns metrics and whether the update is finite."""
     step_examples = [examples[i] for mb in micro_batches for i in mb]
     counts = {}
@@ -327,6 +332,7 @@ def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dis
     tokens = 0
     finite = True
     cos_vecs: dict[str, torch.Tensor] = {}
+    protected = cfg.protected
     for i, mb in enumerate(micro_batches):
         local = split_for_rank(mb, dist.rank, dist.world)
         dummy = not local  # fewer records than ranks: join the collective with a zero loss
@@ -346,20 +352,26 @@ def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dis
                     if "non-finite" not in str(exc):
                         raise
                     ok = False
-            loss = s.sum() * 0.0
+            loss, kept = s.sum() * 0.0, None  # kept: the --protect objectives' part (projection.py)
             for obj, value in terms.items():
-                loss = loss + cfg.weights[obj] * value / counts[obj]
-            if not ok or not bool(torch.isfinite(loss)):
+                part = cfg.weights[obj] * value / counts[obj]
+                if projector is not None and obj in protected:
+                    kept = part if kept is None else kept + part
+                else:
+                    loss = loss + part
+            if not ok or not bool(torch.isfinite(loss)) or (kept is not None and not bool(torch.isfinite(kept))):
                 finite = False
-                loss = s.sum() * 0.0  # still run backward so every rank joins the gradient all-reduce
+                loss, kept = s.sum() * 0.0, None  # still run backward so every rank joins the gradient all-reduce
             if dummy:
-                loss = loss * 0.0
+                loss, kept = loss * 0.0, None
             if cos_params is not None and ok and not dummy:
                 for obj, value in terms.items():
                     grads = torch.autograd.grad(cfg.weights[obj] * value / counts[obj], cos_params,
                                                 retain_graph=True, allow_unused=True)
                     vec = _flat_grads(cos_params, grads)
                     cos_vecs[obj] = cos_vecs[obj] + vec if obj in cos_vecs else vec
+            if kept is not None:
+                projector.add(kept)
             (loss * dist.world).backward()
         if not dummy:
             tokens += batch.tokens()
@@ -372,6 +384,9 @@ def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dis
                      and o in spec.objectives}
     loss_value = sum(cfg.weights[o] * v for o, v in per_objective.items())
     grad_norm = float("nan")
+    protect_cos = projector.apply() if projector is not None and finite else None
+    if projector is not None:
+        projector.protected = None  # a skipped step drops what it collected
     if finite:
         params = [p for p in module.parameters() if p.requires_grad]
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
@@ -383,4 +398,6 @@ def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dis
            "grad_norm": grad_norm}
     if cos_vecs and dist.main:
         row["cosine"] = _cosines(cos_vecs)
+    if protect_cos is not None:
+        row["protect_cosine"] = protect_cos
     return row
