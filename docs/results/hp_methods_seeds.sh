@@ -15,7 +15,12 @@ D=docs/results
   "$D/hp_r5_n2_seed2_duet.json:b8n2=ours (retain anchors too),duet=DUET (neighbour weight 1)" \
   "$D/hp_r5_n2_seed0_bild.json:b8n2=ours (retain anchors too),bild=BiLD (neighbour weight 1)" \
   "$D/hp_r5_bild.json:bild=BiLD (retain anchors too)" "$D/hp_r5_duet.json:duet=DUET (retain anchors too)" \
-  "$D/hp_r6_anchors_neighbor.json:an1=ours" "$D/hp_r6_anchors_neighbor_seed1_seed2.json:an1=ours" \
-  "$D/hp_r6_duet_seed0_bild_seeds012.json:duet=DUET,bild=BiLD" "$D/hp_r6_duet_seed1_seed2.json:duet=DUET" \
+  "$D/hp_r6_anchors_neighbor.json:an1=ours (data's retain answers)" \
+  "$D/hp_r6_anchors_neighbor_seed1_seed2.json:an1=ours (data's retain answers)" \
+  "$D/hp_r6_duet_seed0_bild_seeds012.json:duet=DUET (data's retain answers),bild=BiLD (data's retain answers)" \
+  "$D/hp_r6_duet_seed1_seed2.json:duet=DUET (data's retain answers)" \
+  "$D/hp_r7_response_base_forget_base.json:rb1=ours" "$D/hp_r7_response_base_seed1_sentences.json:rb1=ours" \
+  "$D/hp_r7_response_base_seed2.json:rb1=ours" "$D/hp_r8_duet_bild_seeds01_steps120.json:duet=DUET,bild=BiLD" \
+  "$D/hp_r8_duet_bild_seed2_protect.json:duet=DUET,bild=BiLD" \
   --markdown "$D/hp_methods_seeds.md" --plot "$D/hp_methods_seeds_radar.png" \
   --plot-only "ours,DUET,BiLD,SFT,GA,GradDiff,NPO,SimNPO,in-context oracle router"
