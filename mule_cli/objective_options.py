@@ -1,9 +1,10 @@
 """Options that take one value for every objective or `objective=value` pairs (`--weights`,
-`--response`, `--demos`, `--amplify`): one parser, so they all read and fail the same way."""
+`--response`, `--demos`, `--amplify`), or a list of objectives (`--refusal-anchors`, `--protect`): one
+parser each, so they all read and fail the same way."""
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from typing import Callable, Sequence, TypeVar
 
 from .errors import MuleError
 from .records import OBJECTIVES
@@ -24,6 +25,14 @@ def objective_items(text: str | dict, option: str, form: str) -> list[tuple[str,
         key, value = part.split("=", 1)
         items.append((key.strip(), value.strip()))
     return items
+
+
+def objective_list(value: str | Sequence[str] | None) -> list[str]:
+    """`neighbor, retain` (or a list) -> ['neighbor', 'retain']; '' / 'none' / None -> []. Unchecked."""
+    if value is None:
+        return []
+    items = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v and v.strip()]
+    return [] if items == ["none"] else items
 
 
 def per_objective(text: str | int | dict | None, option: str, form: str, default: T,

@@ -16,16 +16,13 @@ from typing import Sequence
 import torch
 
 from ..errors import MuleError
+from ..objective_options import objective_list
 from ..records import OBJECTIVES
 
 
 def parse_protect(value: str | Sequence[str] | None) -> tuple[str, ...]:
     """`retain,neighbor` -> ('neighbor', 'retain') in OBJECTIVES order; '' / 'none' / None -> ()."""
-    if value is None:
-        return ()
-    items = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v and v.strip()]
-    if items == ["none"]:
-        return ()
+    items = objective_list(value)
     for item in items:
         if item not in OBJECTIVES:
             raise MuleError(f"--protect: {item!r} is not an objective (use {', '.join(OBJECTIVES)})")

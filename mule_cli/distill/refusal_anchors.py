@@ -17,6 +17,7 @@ from typing import Sequence
 
 from ..errors import MuleError
 from ..intentions import REFUSAL
+from ..objective_options import objective_list
 from ..records import OBJECTIVES
 
 KEY = "refusal_anchor"  # marks a generated copy; its value is the id of the record it copies
@@ -25,11 +26,7 @@ ALLOWED = ("neighbor", "retain")
 
 def parse_objectives(value: str | Sequence[str] | None) -> tuple[str, ...]:
     """`neighbor,retain` -> ('neighbor', 'retain'); '' / 'none' / None -> ()."""
-    if value is None:
-        return ()
-    items = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v and v.strip()]
-    if items == ["none"]:
-        return ()
+    items = objective_list(value)
     bad = [v for v in items if v not in ALLOWED]
     if bad:
         hint = "" if all(v in OBJECTIVES for v in bad) else f" (objectives: {', '.join(OBJECTIVES)})"
