@@ -34,9 +34,12 @@ def parse_protect(value: str | Sequence[str] | None) -> tuple[str, ...]:
 def project_conflict(other: list[torch.Tensor], protected: list[torch.Tensor]) -> tuple[list[torch.Tensor], float]:
     """(other − min(0, ⟨other, protected⟩)/‖protected‖² · protected + protected, cosine before projection).
     Dot products in fp64 over all tensors together (one direction for the whole model)."""
-    dot = sum(float((o.double() * p.double()).sum()) for o, p in zip(other, protected))
-    p2 = sum(float(p.double().pow(2).sum()) for p in protected)
-    o2 = sum(float(o.double().pow(2).sum()) for o in other)
+    dot = p2 = o2 = 0.0
+    for o, p in zip(other, protected):  # one fp64 copy of each tensor pair, not one per sum
+        od, pd = o.double(), p.double()
+        dot += float((od * pd).sum())
+        p2 += float((pd * pd).sum())
+        o2 += float((od * od).sum())
     cos = dot / (o2 * p2) ** 0.5 if o2 > 0 and p2 > 0 else 0.0
     scale = dot / p2 if dot < 0 and p2 > 0 else 0.0
     return [o - scale * p + p for o, p in zip(other, protected)], cos
@@ -63,5 +66,9 @@ class ConflictProjector:
         combined, cos = project_conflict(other, self.protected)
         for p, g in zip(self.params, combined):
             p.grad = g
-        self.protected = None
+        self.discard()
         return cos
+
+    def discard(self) -> None:
+        """Drops what was collected (a skipped step: its gradients are zeroed, not applied)."""
+        self.protected = None

@@ -384,9 +384,12 @@ def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dis
                      and o in spec.objectives}
     loss_value = sum(cfg.weights[o] * v for o, v in per_objective.items())
     grad_norm = float("nan")
-    protect_cos = projector.apply() if projector is not None and finite else None
+    protect_cos = None
     if projector is not None:
-        projector.protected = None  # a skipped step drops what it collected
+        if finite:
+            protect_cos = projector.apply()
+        else:
+            projector.discard()
     if finite:
         params = [p for p in module.parameters() if p.requires_grad]
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
