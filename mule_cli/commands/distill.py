@@ -73,7 +73,9 @@ Examples:
 @click.option("--simnpo-gamma", type=float, default=LD.SIMNPO_GAMMA, show_default=True)
 @click.option("--forget-weight", type=float, help="Scale of the forget term of ga/graddiff/npo/simnpo "
               "(default: the method's: 1, simnpo 0.1375).")
-@click.option("--retain-weight", type=float, help="Scale of the retain NLL of graddiff/npo/simnpo (default 1).")
+@click.option("--retain-weight", type=float, help="Scale of the retain NLL: graddiff/npo/simnpo (default 1); "
+              "ours/duet/bild add it beside the distillation loss on retain records, refusal anchors "
+              "excepted (default 0 = none).")
 @click.option("--loss-impl", type=click.Choice(["auto", "fused", "reference"]), default="auto", show_default=True,
               help="Top-K loss implementation of `ours`.")
 @click.option("--lr", type=float, default=5e-5, show_default=True)
@@ -81,6 +83,9 @@ Examples:
 @click.option("--warmup-steps", type=int, default=0, show_default=True)
 @click.option("--schedule", type=click.Choice(["constant", "linear", "cosine"]), default="constant", show_default=True)
 @click.option("--max-grad-norm", type=float, default=1.0, show_default=True, help="Gradient clipping (0 = off).")
+@click.option("--freeze", default="", metavar="NAMES",
+              help="Keep the weights whose names contain one of these comma-separated substrings at the base's "
+                   "values, e.g. embed_tokens (the input/output embeddings, tied in small models) or layers.0.")
 @click.option("--lora-rank", type=int, default=0, show_default=True,
               help="Train rank-R LoRA adapters on the attention/MLP projections instead of every weight (0 = off); "
                    "merged into the saved model.")

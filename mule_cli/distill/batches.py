@@ -31,6 +31,7 @@ class Example:
     student_ids: list[int]
     response_ids: list[int]
     teacher_ids: list[int] | None = None
+    anchor: bool = False  # a refusal anchor (refusal_anchors.py): trained as retain, never as its answer
 
     @property
     def n(self) -> int:
@@ -97,7 +98,7 @@ def build_examples(records: Sequence[dict], tokenizer, *, method: str, prompts: 
             s_ids = s_ids[:len(s_ids) - len(resp_s) + n]
             t_ids = t_ids[:len(t_ids) - len(resp_t) + n]
             resp_s = resp_s[:n]
-        examples.append(Example(i, rec["id"], rec["objective"], s_ids, resp_s, t_ids))
+        examples.append(Example(i, rec["id"], rec["objective"], s_ids, resp_s, t_ids, is_anchor(rec)))
     return examples
 
 

@@ -34,9 +34,10 @@ class MethodSpec:
 
 ALL = ("forget", "retain", "neighbor", "adversarial")
 SPECS = {
-    "ours": MethodSpec("ours", ALL, True, False, False),
-    "duet": MethodSpec("duet", ALL, True, False, False),
-    "bild": MethodSpec("bild", ALL, True, False, False),
+    # distillation: no retain NLL unless --retain-weight asks for one (retain_nll_sum)
+    "ours": MethodSpec("ours", ALL, True, False, False, 1.0, 0.0),
+    "duet": MethodSpec("duet", ALL, True, False, False, 1.0, 0.0),
+    "bild": MethodSpec("bild", ALL, True, False, False, 1.0, 0.0),
     "sft": MethodSpec("sft", ALL, False, False, False),
     "ga": MethodSpec("ga", FORGET_LIKE, False, False, False, D.GA_FORGET_WEIGHT, 0.0),
     "graddiff": MethodSpec("graddiff", ALL, False, False, False, D.GRADDIFF_FORGET_WEIGHT, D.GRADDIFF_RETAIN_WEIGHT),
@@ -56,6 +57,17 @@ def spec_for(cfg) -> MethodSpec:
 def units(spec: MethodSpec, objective: str, n_tokens: int) -> int:
     """How many loss units a record contributes (the denominators of the per-objective means)."""
     return 1 if spec.sequence_level_forget and objective in FORGET_LIKE else n_tokens
+
+
+def retain_nll_sum(batch, rows, s, labels, valid) -> torch.Tensor:
+    """Summed NLL of the forced answer on the retain rows that are not refusal anchors.
+
+    Why: the distillation term on retain starts at zero (student = base = its teacher) and its Smooth-L1
+    gradient is proportional to the drift, so a forget-side step that flips a retain answer's argmax is
+    barely resisted; NLL on the base's own answer (`--response retain=base`) pulls those tokens up from
+    the first step. Anchors are left out: NLL there would teach the refusal it guards against."""
+    keep = torch.tensor([not batch.examples[int(r)].anchor for r in rows], device=s.device)
+    return nll_loss(token_logprobs(s, labels), valid & keep[:, None]) * (valid & keep[:, None]).sum()
 
 
 def loss_sums(spec: MethodSpec, cfg, batch, student_logits: torch.Tensor, teacher=None) -> dict[str, torch.Tensor]:
@@ -82,6 +94,8 @@ def loss_sums(spec: MethodSpec, cfg, batch, student_logits: torch.Tensor, teache
             else:
                 per = bild_loss(s, t, v, top_k=cfg.bild_top_k, temperature=cfg.bild_temperature)
             out[obj] = per * n_tok
+            if obj == "retain" and spec.retain_weight:
+                out[obj] = out[obj] + spec.retain_weight * retain_nll_sum(batch, rows, s, labels[rows], v)
             continue
         lp = token_logprobs(s, labels[rows])
         forget_like = obj in FORGET_LIKE
