@@ -10,6 +10,7 @@ from ..errors import MuleError
 from ..intentions import REFUSAL, parse_demos
 from ..objective_options import objective_items, per_objective
 from ..records import OBJECTIVES
+from .freeze import parse_freeze
 from .projection import parse_protect
 from .refusal_anchors import parse_objectives as parse_anchor_objectives
 
@@ -87,6 +88,7 @@ class DistillConfig:
     refusal: str = REFUSAL  # what forget-like demos, SFT and refusal anchors answer (the prompts should say it too)
     refusal_anchors: str = ""  # "neighbor,retain": copies forced on the refusal, plain teacher (refusal_anchors.py)
     protect: str | tuple = ""  # "retain": the other objectives' gradient may not oppose retain's (projection.py)
+    freeze: str | tuple = ""  # "embed_tokens": weights (name substrings) kept at the base's values (freeze.py)
     # loss hyper-parameters
     top_k: int = 20
     beta: float = 1.0
@@ -132,6 +134,7 @@ class DistillConfig:
         counts = parse_demos(self.demos)  # checks it; one count stays a plain int (run.json, resume checks)
         self.demos = next(iter(counts.values())) if len(set(counts.values())) == 1 else counts
         self.protect = ",".join(parse_protect(self.protect))  # canonical order: run.json and resume compare it
+        self.freeze = ",".join(parse_freeze(self.freeze))
         if isinstance(self.data, (str, bytes)):
             self.data = [self.data]
         self.validate()
@@ -183,7 +186,7 @@ class DistillConfig:
 
     # Options that change the numbers a run produces: a resume must keep them.
     RESUME_KEYS = ("model", "method", "target", "intentions", "teacher", "demos", "amplify", "response", "student_refresh",
-                   "refusal", "refusal_anchors", "protect", "weights", "top_k", "beta", "bild_top_k", "bild_temperature",
+                   "refusal", "refusal_anchors", "protect", "freeze", "weights", "top_k", "beta", "bild_top_k", "bild_temperature",
                    "npo_beta", "simnpo_beta", "simnpo_gamma", "forget_weight", "retain_weight", "lr",
                    "weight_decay", "warmup_steps", "schedule", "max_grad_norm", "lora_rank", "lora_alpha",
                    "batch_size", "grad_accum", "epochs", "max_steps", "seed", "max_length")

@@ -27,6 +27,7 @@ from .batches import (anchor_units, build_examples, collate, split_for_rank, stu
                       training_plan)
 from .config import DistillConfig, config_changes
 from .forward import ResponseLogits, decoder_layers
+from .freeze import freeze, parse_freeze
 from .methods import DISTILL_METHODS, loss_sums, spec_for, units
 from .on_policy import SOURCE as STUDENT, student_answers
 from .projection import ConflictProjector
@@ -205,6 +206,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
         from .lora import add_lora
 
         add_lora(lm, cfg.lora_rank, cfg.lora_alpha)
+    freeze(lm, parse_freeze(cfg.freeze))
     if cfg.gradient_checkpointing:
         if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5 name
             lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
