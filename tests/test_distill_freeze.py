@@ -44,3 +44,16 @@ def test_freezing_everything_is_an_error(tiny_model):
 def test_parse_freeze_drops_blanks_and_repeats():
     assert parse_freeze(" embed_tokens, ,layers.0.,embed_tokens") == ("embed_tokens", "layers.0.")
     assert parse_freeze(None) == () and parse_freeze("") == ()
+
+
+def test_cli_freeze_typo_is_a_one_line_error(tiny_model_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from mule_cli.cli import cli
+
+    data = write_jsonl(tmp_path / "d.jsonl", RECORDS)
+    out = tmp_path / "o"
+    result = CliRunner().invoke(cli, ["distill", "-m", str(tiny_model_dir), "--data", str(data), "--target", "HP",
+                                      "--freeze", "embed_tokenz", "-o", str(out), "-q"])
+    assert result.exit_code != 0 and "--freeze: no weight name contains 'embed_tokenz'" in result.output
+    assert not (out / "model").exists()
