@@ -27,11 +27,16 @@ def objective_items(text: str | dict, option: str, form: str) -> list[tuple[str,
     return items
 
 
-def objective_list(value: str | Sequence[str] | None) -> list[str]:
-    """`neighbor, retain` (or a list) -> ['neighbor', 'retain']; '' / 'none' / None -> []. Unchecked."""
+def comma_list(value: str | Sequence[str] | None) -> list[str]:
+    """`a, b,,c` (or a list) -> ['a', 'b', 'c']: stripped, blanks dropped, None -> []."""
     if value is None:
         return []
-    items = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v and v.strip()]
+    return [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v and v.strip()]
+
+
+def objective_list(value: str | Sequence[str] | None) -> list[str]:
+    """`neighbor, retain` (or a list) -> ['neighbor', 'retain']; '' / 'none' / None -> []. Unchecked."""
+    items = comma_list(value)
     return [] if items == ["none"] else items
 
 

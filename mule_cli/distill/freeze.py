@@ -12,30 +12,26 @@ from __future__ import annotations
 import torch
 
 from ..errors import MuleError
+from ..objective_options import comma_list
 
 
 def parse_freeze(value: str | tuple | list | None) -> tuple[str, ...]:
-    items = value if isinstance(value, (tuple, list)) else str(value or "").split(",")
-    return tuple(dict.fromkeys(s.strip() for s in items if s and s.strip()))
+    return tuple(dict.fromkeys(comma_list(value)))
 
 
-def freeze(lm: torch.nn.Module, patterns: tuple[str, ...]) -> int:
-    """Set requires_grad=False on every parameter whose name contains a pattern; returns how many
-    weights (elements) were frozen. A pattern that matches nothing is an error (a typo would silently
-    train everything); so is freezing every trainable weight."""
+def freeze(lm: torch.nn.Module, patterns: tuple[str, ...]) -> None:
+    """Set requires_grad=False on every parameter whose name contains a pattern. A pattern that matches
+    nothing is an error (a typo would silently train everything); so is freezing every trainable weight."""
     if not patterns:
-        return 0
+        return
     named = list(lm.named_parameters())
     unmatched = [p for p in patterns if not any(p in name for name, _ in named)]
     if unmatched:
         sample = ", ".join(name for name, _ in named[:3])
         raise MuleError(f"--freeze: no weight name contains {', '.join(map(repr, unmatched))} "
                         f"(names look like {sample}, …)")
-    frozen = 0
     for name, param in named:
-        if param.requires_grad and any(p in name for p in patterns):
+        if any(p in name for p in patterns):
             param.requires_grad_(False)
-            frozen += param.numel()
     if not any(p.requires_grad for _, p in named):
         raise MuleError(f"--freeze {','.join(patterns)} leaves no weight to train")
-    return frozen

@@ -67,7 +67,8 @@ def retain_nll_sum(batch, rows, s, labels, valid) -> torch.Tensor:
     barely resisted; NLL on the base's own answer (`--response retain=base`) pulls those tokens up from
     the first step. Anchors are left out: NLL there would teach the refusal it guards against."""
     keep = torch.tensor([not batch.examples[int(r)].anchor for r in rows], device=s.device)
-    return nll_loss(token_logprobs(s, labels), valid & keep[:, None]) * (valid & keep[:, None]).sum()
+    mask = valid & keep[:, None]
+    return nll_loss(token_logprobs(s, labels), mask) * mask.sum()  # the mean times its count: the sum
 
 
 def loss_sums(spec: MethodSpec, cfg, batch, student_logits: torch.Tensor, teacher=None) -> dict[str, torch.Tensor]:
