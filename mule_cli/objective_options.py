@@ -40,6 +40,16 @@ def objective_list(value: str | Sequence[str] | None) -> list[str]:
     return [] if items == ["none"] else items
 
 
+def objective_subset(value: str | Sequence[str] | None, option: str) -> tuple[str, ...]:
+    """`retain,neighbor` -> ('neighbor', 'retain') in OBJECTIVES order (canonical: run.json and resume
+    compare it); '' / 'none' / None -> (); anything not an objective is an error."""
+    items = objective_list(value)
+    for item in items:
+        if item not in OBJECTIVES:
+            raise MuleError(f"{option}: {item!r} is not an objective (use {', '.join(OBJECTIVES)})")
+    return tuple(o for o in OBJECTIVES if o in items)
+
+
 def per_objective(text: str | int | dict | None, option: str, form: str, default: T,
                   convert: Callable[[str, object], T]) -> dict[str, T]:
     """One value for all objectives (`3`) or per objective (`retain=0,neighbor=2`; unnamed keep

@@ -62,6 +62,11 @@ Examples:
               help="retain: gradient surgery (PCGrad): each step the other objectives' gradient loses its component "
                    "against the protected objectives' gradient when the two conflict, so a step does not trade "
                    "retain away for forgetting (one extra backward pass; not under torchrun yet).")
+@click.option("--no-eot", default="", metavar="OBJECTIVES",
+              help="forget,adversarial,neighbor: do not train the end-of-turn token after these objectives' answers. "
+                   "After a short data answer (\"J.R.R. Tolkien\") the base would go on in a sentence, while a "
+                   "teacher shown short demos stops at once; trained, that stop makes the student answer every "
+                   "question tersely.")
 @click.option("--weights", default="forget=1,retain=1,neighbor=1,adversarial=1", show_default=True,
               help="Per-objective loss weights.")
 @click.option("--top-k", type=int, default=LD.DISTILL_TOP_K, show_default=True, help="K of ours/duet.")

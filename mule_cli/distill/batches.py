@@ -80,19 +80,22 @@ def _fit(ids: list[int], resp: list[int], max_length: int, rec_id: str, side: st
 
 def build_examples(records: Sequence[dict], tokenizer, *, method: str, prompts: dict | None, teacher_mode: str = "oracle",
                    n_demos: int | str | dict = 0, max_length: int = 1024, generated: dict | None = None,
-                   refusal: str = REFUSAL) -> list[Example]:
-    """Tokenise every record for the student and (when a prompted teacher is used) the teacher."""
+                   refusal: str = REFUSAL, no_eot: Sequence[str] = ()) -> list[Example]:
+    """Tokenise every record for the student and (when a prompted teacher is used) the teacher.
+    no_eot: objectives whose responses stop before the end-of-turn token (`--no-eot`): nothing teaches
+    the student where to stop answering them."""
     examples = []
     for i, rec in enumerate(records):
         resp_text = response_text(rec, method, generated, refusal)
         if not resp_text.strip():
             raise MuleError(f"record {rec['id']!r}: field 'answer' is empty; nothing to train on")
-        s_ids, resp = encode_pair(tokenizer, student_prompt(tokenizer, rec), resp_text)
+        eot = rec["objective"] not in no_eot
+        s_ids, resp = encode_pair(tokenizer, student_prompt(tokenizer, rec), resp_text, add_eot=eot)
         s_ids, resp_s = _fit(s_ids, resp, max_length, rec["id"], "student")
         t_ids = None
         if prompts is not None:
             t_full, resp_t = encode_pair(tokenizer, teacher_prompt(tokenizer, rec, records, prompts, teacher_mode,
-                                                                   n_demos, refusal), resp_text)
+                                                                   n_demos, refusal), resp_text, add_eot=eot)
             t_ids, resp_t = _fit(t_full, resp_t, max_length, rec["id"], "teacher")
             n = min(len(resp_s), len(resp_t))  # both sides keep the same response prefix
             s_ids = s_ids[:len(s_ids) - len(resp_s) + n]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ..errors import MuleError
 from ..intentions import REFUSAL, parse_demos
-from ..objective_options import objective_items, per_objective
+from ..objective_options import objective_items, objective_subset, per_objective
 from ..records import OBJECTIVES
 from .freeze import parse_freeze
 from .projection import parse_protect
@@ -89,6 +89,7 @@ class DistillConfig:
     refusal_anchors: str = ""  # "neighbor,retain": copies forced on the refusal, plain teacher (refusal_anchors.py)
     protect: str | tuple = ""  # "retain": the other objectives' gradient may not oppose retain's (projection.py)
     freeze: str | tuple = ""  # "embed_tokens": weights (name substrings) kept at the base's values (freeze.py)
+    no_eot: str | tuple = ""  # "forget,adversarial,neighbor": responses not followed by a trained end-of-turn token
     # loss hyper-parameters
     top_k: int = 20
     beta: float = 1.0
@@ -135,6 +136,7 @@ class DistillConfig:
         self.demos = next(iter(counts.values())) if len(set(counts.values())) == 1 else counts
         self.protect = ",".join(parse_protect(self.protect))  # canonical order: run.json and resume compare it
         self.freeze = ",".join(parse_freeze(self.freeze))
+        self.no_eot = ",".join(objective_subset(self.no_eot, "--no-eot"))
         if isinstance(self.data, (str, bytes)):
             self.data = [self.data]
         self.validate()
@@ -174,6 +176,10 @@ class DistillConfig:
         return parse_response(self.response)
 
     @property
+    def no_eot_objectives(self) -> tuple[str, ...]:
+        return objective_subset(self.no_eot, "--no-eot")
+
+    @property
     def protected(self) -> tuple[str, ...]:
         return parse_protect(self.protect)
 
@@ -186,7 +192,7 @@ class DistillConfig:
 
     # Options that change the numbers a run produces: a resume must keep them.
     RESUME_KEYS = ("model", "method", "target", "intentions", "teacher", "demos", "amplify", "response", "student_refresh",
-                   "refusal", "refusal_anchors", "protect", "freeze", "weights", "top_k", "beta", "bild_top_k", "bild_temperature",
+                   "refusal", "refusal_anchors", "protect", "freeze", "no_eot", "weights", "top_k", "beta", "bild_top_k", "bild_temperature",
                    "npo_beta", "simnpo_beta", "simnpo_gamma", "forget_weight", "retain_weight", "lr",
                    "weight_decay", "warmup_steps", "schedule", "max_grad_norm", "lora_rank", "lora_alpha",
                    "batch_size", "grad_accum", "epochs", "max_steps", "seed", "max_length")

@@ -16,19 +16,16 @@ from typing import Sequence
 import torch
 
 from ..errors import MuleError
-from ..objective_options import objective_list
+from ..objective_options import objective_subset
 from ..records import OBJECTIVES
 
 
 def parse_protect(value: str | Sequence[str] | None) -> tuple[str, ...]:
     """`retain,neighbor` -> ('neighbor', 'retain') in OBJECTIVES order; '' / 'none' / None -> ()."""
-    items = objective_list(value)
-    for item in items:
-        if item not in OBJECTIVES:
-            raise MuleError(f"--protect: {item!r} is not an objective (use {', '.join(OBJECTIVES)})")
+    items = objective_subset(value, "--protect")
     if set(items) == set(OBJECTIVES):
         raise MuleError("--protect: protecting every objective leaves nothing to project")
-    return tuple(o for o in OBJECTIVES if o in items)
+    return items
 
 
 def project_conflict(other: list[torch.Tensor], protected: list[torch.Tensor]) -> tuple[list[torch.Tensor], float]:

@@ -189,7 +189,8 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
 
     def make_examples(answers):
         return build_examples(train_records, tokenizer, method=spec.name, prompts=prompts, teacher_mode=cfg.teacher,
-                              n_demos=cfg.demos, max_length=cfg.max_length, generated=answers, refusal=cfg.refusal)
+                              n_demos=cfg.demos, max_length=cfg.max_length, generated=answers, refusal=cfg.refusal,
+                              no_eot=cfg.no_eot_objectives)
 
     examples = make_examples(generated)
     # --response OBJ=student: those records are re-tokenised on the student's own answers during training
