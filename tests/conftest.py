@@ -66,6 +66,20 @@ def tiny_distill_config(model_dir, data_file, out, **kw):
     return DistillConfig(**{**base, **kw})
 
 
+def distill_cli_error(model_dir, records, tmp_path, *options) -> str:
+    """`mule distill` on a tiny model with bad options: asserts it fails without writing a model and
+    returns what it printed (the caller checks the one-line error)."""
+    from click.testing import CliRunner
+
+    from mule_cli.cli import cli
+
+    data, out = write_jsonl(tmp_path / "d.jsonl", records), tmp_path / "o"
+    result = CliRunner().invoke(cli, ["distill", "-m", str(model_dir), "--data", str(data), "--target", "HP",
+                                      "-o", str(out), "-q", *options])
+    assert result.exit_code != 0 and not (out / "model").exists()
+    return result.output
+
+
 def interrupt_then_resume(make_config, at_step):
     """Run distill(make_config(False)) with a Ctrl-C after `at_step` steps, then distill(make_config(True))."""
     from mule_cli.distill import distill

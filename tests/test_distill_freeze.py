@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_distill_config, write_jsonl
+from conftest import distill_cli_error, tiny_distill_config, write_jsonl
 from mule_cli.distill import distill
 from mule_cli.distill.freeze import freeze, parse_freeze
 from mule_cli.errors import MuleError
@@ -47,13 +47,5 @@ def test_parse_freeze_drops_blanks_and_repeats():
 
 
 def test_cli_freeze_typo_is_a_one_line_error(tiny_model_dir, tmp_path):
-    from click.testing import CliRunner
-
-    from mule_cli.cli import cli
-
-    data = write_jsonl(tmp_path / "d.jsonl", RECORDS)
-    out = tmp_path / "o"
-    result = CliRunner().invoke(cli, ["distill", "-m", str(tiny_model_dir), "--data", str(data), "--target", "HP",
-                                      "--freeze", "embed_tokenz", "-o", str(out), "-q"])
-    assert result.exit_code != 0 and "--freeze: no weight name contains 'embed_tokenz'" in result.output
-    assert not (out / "model").exists()
+    output = distill_cli_error(tiny_model_dir, RECORDS, tmp_path, "--freeze", "embed_tokenz")
+    assert "--freeze: no weight name contains 'embed_tokenz'" in output

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from conftest import tiny_distill_config, write_jsonl
-from mule_cli.cli import cli
+from conftest import distill_cli_error, tiny_distill_config, write_jsonl
 from mule_cli.distill import DistillConfig, distill
 from mule_cli.distill.batches import build_examples
 from mule_cli.distill.config import config_changes
@@ -61,9 +59,5 @@ def test_training_runs_and_logs_the_option(tiny_model_dir, tmp_path):
 
 
 def test_cli_typo_is_a_one_line_error(tiny_model_dir, tmp_path):
-    data = write_jsonl(tmp_path / "d.jsonl", RECORDS)
-    out = tmp_path / "o"
-    result = CliRunner().invoke(cli, ["distill", "-m", str(tiny_model_dir), "--data", str(data), "--target", "HP",
-                                      "--no-eot", "forgett", "-o", str(out), "-q"])
-    assert result.exit_code != 0 and "--no-eot: 'forgett' is not an objective" in result.output
-    assert not (out / "model").exists()
+    output = distill_cli_error(tiny_model_dir, RECORDS, tmp_path, "--no-eot", "forgett")
+    assert "--no-eot: 'forgett' is not an objective" in output
