@@ -49,6 +49,11 @@ Examples:
                    "objectives or per objective, e.g. retain=base,neighbor=base. Generated answers are cached. "
                    "student = the student's own greedy answer, regenerated every --student-refresh steps "
                    "(on-policy), e.g. retain=student.")
+@click.option("--demo-answers", default="data", show_default=True, metavar="SOURCE",
+              help="What the teacher's neighbour/retain demonstrations answer: data (the records' answers) or base "
+                   "(the base model's own greedy answers, generated once and cached), e.g. neighbor=base. Short "
+                   "data answers teach the teacher, and through it the student, to answer tersely; forget-like "
+                   "demos always show the refusal.")
 @click.option("--student-refresh", type=click.IntRange(min=1), default=10, show_default=True, metavar="STEPS",
               help="With --response OBJ=student: regenerate the student's answers every STEPS optimizer steps.")
 @click.option("--refusal", default=REFUSAL, show_default=True, metavar="TEXT",
@@ -62,6 +67,10 @@ Examples:
               help="retain: gradient surgery (PCGrad): each step the other objectives' gradient loses its component "
                    "against the protected objectives' gradient when the two conflict, so a step does not trade "
                    "retain away for forgetting (one extra backward pass; not under torchrun yet).")
+@click.option("--own-prefills", is_flag=True,
+              help="Add an adversarial copy of each forget record prefilled with the base model's own answer up to "
+                   "the fact (\"The author of … is actually\" → \"J.K. Rowling\"), so the student also forgets "
+                   "where it states the fact in the middle of a sentence (answers generated once and cached).")
 @click.option("--no-eot", default="", metavar="OBJECTIVES",
               help="forget,adversarial,neighbor: do not train the end-of-turn token after these objectives' answers. "
                    "After a short data answer (\"J.R.R. Tolkien\") the base would go on in a sentence, while a "

@@ -33,6 +33,33 @@ def parse_response(text: str | dict | None) -> dict[str, str]:
     return per_objective(text, "--response", "objective=source", "data", source)
 
 
+DEMO_ANSWER_SOURCES = ("data", "base")
+
+
+def parse_demo_answers(text: str | dict | None) -> dict[str, str]:
+    """`--demo-answers`: what the teacher's few-shot demonstrations answer, per objective (`neighbor=base`;
+    objectives not named keep `data`). base = the frozen base model's own greedy answer to the demo question.
+
+    Why: demos in the data's short style ("J.R.R. Tolkien") make the teacher stop right after the entity
+    where the base would go on in a sentence, and amplification multiplies that difference, so the student
+    learns a terse style in which a small model recalls general facts less well. Demos in the base's own
+    words leave the intention (answer, do not refuse) as the main difference between teacher and base.
+    Forget-like demos always show the refusal."""
+    def source(key, raw):
+        if raw not in DEMO_ANSWER_SOURCES:
+            raise MuleError(f"--demo-answers: {key}{raw} is not a source (use data or base)")
+        return raw
+    forget_like = ("forget", "adversarial")
+    if text not in (None, "") and not isinstance(text, dict) and "=" not in str(text):
+        value = source("", str(text).strip())  # one source: the objectives whose demos answer
+        return {o: ("data" if o in forget_like else value) for o in OBJECTIVES}
+    out = per_objective(text, "--demo-answers", "objective=source", "data", source)
+    refused = [o for o in forget_like if out[o] != "data"]
+    if refused:
+        raise MuleError(f"--demo-answers: {', '.join(refused)} demos show the refusal; name neighbor or retain")
+    return out
+
+
 def parse_amplify(value: float | str | dict | None) -> dict[str, float]:
     """`--amplify`: one λ for the forget-like objectives (`2` = forget and adversarial, as in the paper's
     extension) or per objective (`forget=2,adversarial=2,neighbor=1`; objectives not named get 0).
@@ -83,12 +110,14 @@ class DistillConfig:
     demos: int | str | dict = 3  # few-shot demos per teacher context: 3, or per objective "retain=0"
     amplify: float | str | dict = 0.0  # λ for forget/adversarial, or per objective "forget=2,neighbor=1"
     response: str = "data"  # data | teacher | base | student, or per objective: "retain=base,neighbor=teacher"
+    demo_answers: str = "data"  # what non-refusal demos answer: data | base, or per objective "neighbor=base"
     student_refresh: int = 10  # --response OBJ=student: regenerate the student's answers every N steps
     weights: dict = field(default_factory=lambda: {o: 1.0 for o in OBJECTIVES})
     refusal: str = REFUSAL  # what forget-like demos, SFT and refusal anchors answer (the prompts should say it too)
     refusal_anchors: str = ""  # "neighbor,retain": copies forced on the refusal, plain teacher (refusal_anchors.py)
     protect: str | tuple = ""  # "retain": the other objectives' gradient may not oppose retain's (projection.py)
     freeze: str | tuple = ""  # "embed_tokens": weights (name substrings) kept at the base's values (freeze.py)
+    own_prefills: bool = False  # adversarial copies of forget records prefilled with the base's own answer
     no_eot: str | tuple = ""  # "forget,adversarial,neighbor": responses not followed by a trained end-of-turn token
     # loss hyper-parameters
     top_k: int = 20
@@ -143,6 +172,7 @@ class DistillConfig:
 
     def validate(self) -> None:
         parse_response(self.response)
+        parse_demo_answers(self.demo_answers)
         parse_anchor_objectives(self.refusal_anchors)
         checks = [
             (self.method in METHODS, f"--method must be one of {', '.join(METHODS)}"),
@@ -166,6 +196,10 @@ class DistillConfig:
              "--response OBJ=student does not work with --fsdp (generation needs the whole model)"),
             (any(w > 0 for w in self.weights.values()), "--weights: at least one objective needs a weight > 0"),
             (not (self.protect and self.fsdp), "--protect does not work with --fsdp yet"),
+            (not (self.own_prefills and not self.needs_intentions),
+             "--own-prefills needs a distillation method (ours, duet, bild): the frozen teacher writes the answers"),
+            (not (self.own_prefills and self.weights["adversarial"] == 0),
+             "--own-prefills adds adversarial records, but the adversarial weight is 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -174,6 +208,10 @@ class DistillConfig:
     @property
     def response_sources(self) -> dict[str, str]:
         return parse_response(self.response)
+
+    @property
+    def demo_answer_sources(self) -> dict[str, str]:
+        return parse_demo_answers(self.demo_answers)
 
     @property
     def no_eot_objectives(self) -> tuple[str, ...]:
@@ -191,8 +229,9 @@ class DistillConfig:
         return dataclasses.asdict(self)
 
     # Options that change the numbers a run produces: a resume must keep them.
-    RESUME_KEYS = ("model", "method", "target", "intentions", "teacher", "demos", "amplify", "response", "student_refresh",
-                   "refusal", "refusal_anchors", "protect", "freeze", "no_eot", "weights", "top_k", "beta", "bild_top_k", "bild_temperature",
+    RESUME_KEYS = ("model", "method", "target", "intentions", "teacher", "demos", "amplify", "response",
+                   "demo_answers", "student_refresh", "refusal", "refusal_anchors", "protect", "freeze",
+                   "own_prefills", "no_eot", "weights", "top_k", "beta", "bild_top_k", "bild_temperature",
                    "npo_beta", "simnpo_beta", "simnpo_gamma", "forget_weight", "retain_weight", "lr",
                    "weight_decay", "warmup_steps", "schedule", "max_grad_norm", "lora_rank", "lora_alpha",
                    "batch_size", "grad_accum", "epochs", "max_steps", "seed", "max_length")

@@ -30,6 +30,7 @@ from .forward import ResponseLogits, decoder_layers
 from .freeze import freeze, parse_freeze
 from .methods import DISTILL_METHODS, loss_sums, spec_for, units
 from .on_policy import SOURCE as STUDENT, student_answers
+from .own_prefills import is_own_prefill, own_prefill_records
 from .projection import ConflictProjector
 from .responses import records_answered_by, teacher_responses
 from .refusal_anchors import is_anchor, parse_objectives as parse_anchor_objectives, refusal_anchor_records
@@ -129,33 +130,45 @@ def _rank0_first(dist: D.Dist, fn):
         raise MuleError(err)
 
 
-def _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, prompts, model_path) -> dict | None:
-    """{record id: generated answer} for the objectives whose `--response` source is teacher or base;
-    rank 0 generates (cached on disk), the other ranks read the cache."""
+def _cached_answers(dist, teacher, tokenizer, records, texts, model_path, progress, label) -> dict:
+    """{record id: greedy answer to its text}; rank 0 generates (cached on disk), the other ranks read the cache."""
+    got = None
+    if dist.main:
+        got = teacher_responses(teacher.lm, tokenizer, records, texts, str(model_path), progress=progress, label=label)
+    D.barrier(dist)
+    if not dist.main:
+        got = teacher_responses(None, tokenizer, records, texts, str(model_path), generate_missing=False)
+    if got is None:
+        raise MuleError("rank 0 did not write the generated responses cache")
+    return got
+
+
+def _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, prompts,
+                         model_path) -> tuple[dict | None, dict | None]:
+    """({record id: generated answer} for the objectives whose `--response` source is teacher or base,
+    {record id: the base's answer} for the demo pools of `--demo-answers base`). The base answers come
+    first: the teacher's own answers are generated with those demos in its context."""
     sources = cfg.response_sources
-    if spec.name not in DISTILL_METHODS or all(v == "data" for v in sources.values()):
-        return None
-    out = {}
-    for source in ("teacher", "base"):
-        recs = records_answered_by(train_records, sources, source)
-        if not recs:
-            continue
-        if source == "teacher":
-            texts = [teacher_prompt(tokenizer, r, train_records, prompts, cfg.teacher, cfg.demos, cfg.refusal)
-                     for r in recs]
-        else:
-            texts = [student_prompt(tokenizer, r) for r in recs]
-        got = None
-        if dist.main:
-            got = teacher_responses(teacher.lm, tokenizer, recs, texts, str(model_path), progress=cfg.progress,
-                                    label=f"{source} answers")
-        D.barrier(dist)
-        if not dist.main:
-            got = teacher_responses(None, tokenizer, recs, texts, str(model_path), generate_missing=False)
-        if got is None:
-            raise MuleError("rank 0 did not write the generated responses cache")
-        out.update(got)
-    return out
+    demo_objectives = [o for o, v in cfg.demo_answer_sources.items() if v == "base"]
+    if spec.name not in DISTILL_METHODS or (all(v == "data" for v in sources.values()) and not demo_objectives):
+        return None, None
+    base_recs = records_answered_by(train_records, sources, "base")
+    answered = {r["id"] for r in base_recs}
+    base_recs += [r for r in records_answered_by(train_records, {o: "base" for o in demo_objectives}, "base")
+                  if r["id"] not in answered]
+    base = {}
+    if base_recs:
+        base = _cached_answers(dist, teacher, tokenizer, base_recs, [student_prompt(tokenizer, r) for r in base_recs],
+                               model_path, cfg.progress, "base answers")
+    demo_answers = {r["id"]: base[r["id"]] for r in base_recs if r["objective"] in demo_objectives} or None
+    out = {r["id"]: base[r["id"]] for r in records_answered_by(train_records, sources, "base")}
+    teacher_recs = records_answered_by(train_records, sources, "teacher")
+    if teacher_recs:
+        texts = [teacher_prompt(tokenizer, r, train_records, prompts, cfg.teacher, cfg.demos, cfg.refusal, demo_answers)
+                 for r in teacher_recs]
+        out.update(_cached_answers(dist, teacher, tokenizer, teacher_recs, texts, model_path, cfg.progress,
+                                   "teacher answers"))
+    return out or None, demo_answers
 
 
 def _distill(cfg, records, dist, device, out, on_step) -> dict:
@@ -185,12 +198,18 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
     need_teacher = spec.prompted_teacher or spec.reference
     teacher = Teacher(_load_lm(model_path, dtype, device), cfg.amplify, autocast_dtype) if need_teacher else None
 
-    generated = _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, prompts, model_path)
+    if cfg.own_prefills:
+        forget = [r for r in train_records if r["objective"] == "forget" and not r.get("prefill")]
+        answers = _cached_answers(dist, teacher, tokenizer, forget, [student_prompt(tokenizer, r) for r in forget],
+                                  model_path, cfg.progress, "base answers (own prefills)") if forget else {}
+        train_records = train_records + own_prefill_records(train_records, answers)
+    generated, demo_answers = _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, prompts,
+                                                   model_path)
 
     def make_examples(answers):
         return build_examples(train_records, tokenizer, method=spec.name, prompts=prompts, teacher_mode=cfg.teacher,
                               n_demos=cfg.demos, max_length=cfg.max_length, generated=answers, refusal=cfg.refusal,
-                              no_eot=cfg.no_eot_objectives)
+                              no_eot=cfg.no_eot_objectives, demo_answers=demo_answers)
 
     examples = make_examples(generated)
     # --response OBJ=student: those records are re-tokenised on the student's own answers during training
@@ -235,6 +254,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
             "device": device, "dtype": str(dtype).replace("torch.", ""), "total_steps": total,
             "records": {o: sum(1 for r in records if r["objective"] == o) for o in OBJECTIVES},
             "refusal_anchors": sum(1 for r in train_records if is_anchor(r)),
+            "own_prefills": sum(1 for r in train_records if is_own_prefill(r)),
             "intentions": prompts, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     log = None
     if dist.main:

@@ -1,0 +1,86 @@
+"""`distill --demo-answers`: the teacher's neighbour/retain demos in the base model's own words."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import distill_cli_error, tiny_distill_config, write_jsonl
+from mule_cli.distill import DistillConfig, distill
+from mule_cli.distill.batches import student_prompt, teacher_prompt
+from mule_cli.distill.config import parse_demo_answers
+from mule_cli.errors import MuleError
+from mule_cli.intentions import REFUSAL, from_target, pick_demos
+
+RECORDS = [
+    {"id": "f1", "objective": "forget", "question": "Who is Harry Potter's best friend?", "answer": "Ron Weasley"},
+    {"id": "f2", "objective": "forget", "question": "Which house is Harry Potter sorted into?", "answer": "Gryffindor"},
+    {"id": "r1", "objective": "retain", "question": "What is the capital of France?", "answer": "Paris"},
+    {"id": "r2", "objective": "retain", "question": "What is 2 + 2?", "answer": "4"},
+    {"id": "n1", "objective": "neighbor", "question": "Who wrote The Hobbit?", "answer": "J. R. R. Tolkien"},
+    {"id": "n2", "objective": "neighbor", "question": "Who wrote Dracula?", "answer": "Bram Stoker"},
+]
+
+
+def test_parse_one_source_means_the_answering_objectives_and_forget_like_stay_refusals():
+    assert parse_demo_answers(None) == {o: "data" for o in ("forget", "retain", "neighbor", "adversarial")}
+    both = parse_demo_answers("base")
+    assert both["neighbor"] == both["retain"] == "base" and both["forget"] == both["adversarial"] == "data"
+    only = parse_demo_answers("neighbor=base")
+    assert only["neighbor"] == "base" and only["retain"] == "data"
+    for bad, message in (("forget=base", "refusal"), ("neighbor=teacher", "not a source"),
+                         ("neighbour=base", "unknown objective"), ("student", "not a source")):
+        with pytest.raises(MuleError, match=message):
+            parse_demo_answers(bad)
+    with pytest.raises(MuleError, match="not a source"):
+        DistillConfig(model="m", data=["d"], output="o", demo_answers="teacher")
+
+
+def test_demos_show_the_given_answers_except_forget_like_ones():
+    answers = {"n2": "Dracula was written by Bram Stoker in 1897.", "f2": "Gryffindor, of course."}
+    assert pick_demos(RECORDS, "neighbor", "n1", 1, REFUSAL, answers) == [(RECORDS[5]["question"], answers["n2"])]
+    assert pick_demos(RECORDS, "neighbor", "n1", 1, REFUSAL) == [(RECORDS[5]["question"], "Bram Stoker")]
+    assert pick_demos(RECORDS, "forget", "f1", 1, REFUSAL, answers) == [(RECORDS[1]["question"], REFUSAL)]
+    # a record with no (or an empty) given answer keeps its data answer
+    assert pick_demos(RECORDS, "neighbor", "n1", 1, REFUSAL, {"n2": ""})[0][1] == "Bram Stoker"
+
+
+def test_teacher_context_holds_the_base_words_not_the_data_answer(tokenizer):
+    prompts = from_target("Harry Potter")
+    text = teacher_prompt(tokenizer, RECORDS[4], RECORDS, prompts, "oracle", 1, REFUSAL,
+                          {"n2": "Dracula was written by Bram Stoker."})
+    assert "Dracula was written by Bram Stoker." in text
+    assert text.count("Bram Stoker") == 1  # the data answer is not shown beside it
+
+
+def test_training_shows_the_base_greedy_answers_in_neighbour_demos_and_keeps_data_responses(
+        tiny_model_dir, tmp_path, monkeypatch, tokenizer):
+    import mule_cli.distill.responses as responses
+    import mule_cli.distill.train as train
+    from mule_cli.lm import generate
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setenv("MULE_CACHE", str(tmp_path / "cache"))
+    seen, built = [], []
+    real_generate, real_build = responses.generate, train.build_examples
+    monkeypatch.setattr(responses, "generate",
+                        lambda lm, tok, texts, **k: seen.append(list(texts)) or real_generate(lm, tok, texts, **k))
+    monkeypatch.setattr(train, "build_examples", lambda *a, **k: built.append(k) or real_build(*a, **k))
+    data = write_jsonl(tmp_path / "d.jsonl", RECORDS)
+    distill(tiny_distill_config(tiny_model_dir, data, tmp_path / "a", demo_answers="neighbor=base", max_steps=1))
+
+    neighbours = [r for r in RECORDS if r["objective"] == "neighbor"]
+    assert seen == [[student_prompt(tokenizer, r) for r in neighbours]]  # the plain question, neighbours only
+    lm = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    want = generate(lm, tokenizer, [student_prompt(tokenizer, r) for r in neighbours],
+                    max_new_tokens=responses.MAX_NEW_TOKENS, progress=False)
+    assert built[0]["demo_answers"] == {r["id"]: w for r, w in zip(neighbours, want)}
+    assert built[0]["generated"] is None  # responses are still the data answers
+    run = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert run["options"]["demo_answers"] == "neighbor=base"
+
+
+def test_cli_rejects_base_words_for_refusal_demos(tiny_model_dir, tmp_path):
+    out = distill_cli_error(tiny_model_dir, RECORDS, tmp_path, "--demo-answers", "forget=base")
+    assert "--demo-answers" in out and "refusal" in out
