@@ -5,7 +5,9 @@ Why: trained on the data's short answers ("J.K. Rowling"), the forget side teach
 *start* with the fact. A student that keeps the base's sentence style (`--demo-answers neighbor=base`)
 answers "The author of … is actually" and then still says it: measured on the HP example, Retain stayed
 near the base but Forget ROUGE only halved. An own-answer copy puts that position under the adversarial
-teacher, which refuses even after a started answer.
+teacher. Measured on the default model it did not help (docs/RESULTS.md, tenth round): after its own words
+the 135M teacher still names the fact (median log p of its first token −1.32, plain −1.30), unlike after an
+attack template (−3.89). A teacher that follows its intention mid-answer (a larger model) may gain from it.
 """
 
 from __future__ import annotations
