@@ -76,6 +76,10 @@ Examples:
                    "After a short data answer (\"J.R.R. Tolkien\") the base would go on in a sentence, while a "
                    "teacher shown short demos stops at once; trained, that stop makes the student answer every "
                    "question tersely.")
+@click.option("--first-sentence", default="", metavar="OBJECTIVES",
+              help="retain (or any objectives): cut their generated answers (--response base|teacher) after the "
+                   "first sentence. The base's greedy answers run on past the fact; cut, the per-token loss weighs "
+                   "the opener and the fact, not the tail.")
 @click.option("--weights", default="forget=1,retain=1,neighbor=1,adversarial=1", show_default=True,
               help="Per-objective loss weights.")
 @click.option("--top-k", type=int, default=LD.DISTILL_TOP_K, show_default=True, help="K of ours/duet.")

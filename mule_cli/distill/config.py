@@ -119,6 +119,7 @@ class DistillConfig:
     freeze: str | tuple = ""  # "embed_tokens": weights (name substrings) kept at the base's values (freeze.py)
     own_prefills: bool = False  # adversarial copies of forget records prefilled with the base's own answer
     no_eot: str | tuple = ""  # "forget,adversarial,neighbor": responses not followed by a trained end-of-turn token
+    first_sentence: str | tuple = ""  # "retain": generated (base/teacher) answers cut after their first sentence
     # loss hyper-parameters
     top_k: int = 20
     beta: float = 1.0
@@ -166,6 +167,7 @@ class DistillConfig:
         self.protect = ",".join(parse_protect(self.protect))  # canonical order: run.json and resume compare it
         self.freeze = ",".join(parse_freeze(self.freeze))
         self.no_eot = ",".join(objective_subset(self.no_eot, "--no-eot"))
+        self.first_sentence = ",".join(objective_subset(self.first_sentence, "--first-sentence"))
         if isinstance(self.data, (str, bytes)):
             self.data = [self.data]
         self.validate()
@@ -218,6 +220,10 @@ class DistillConfig:
         return objective_subset(self.no_eot, "--no-eot")
 
     @property
+    def first_sentence_objectives(self) -> tuple[str, ...]:
+        return objective_subset(self.first_sentence, "--first-sentence")
+
+    @property
     def protected(self) -> tuple[str, ...]:
         return parse_protect(self.protect)
 
@@ -231,7 +237,7 @@ class DistillConfig:
     # Options that change the numbers a run produces: a resume must keep them.
     RESUME_KEYS = ("model", "method", "target", "intentions", "teacher", "demos", "amplify", "response",
                    "demo_answers", "student_refresh", "refusal", "refusal_anchors", "protect", "freeze",
-                   "own_prefills", "no_eot", "weights", "top_k", "beta", "bild_top_k", "bild_temperature",
+                   "own_prefills", "no_eot", "first_sentence", "weights", "top_k", "beta", "bild_top_k", "bild_temperature",
                    "npo_beta", "simnpo_beta", "simnpo_gamma", "forget_weight", "retain_weight", "lr",
                    "weight_decay", "warmup_steps", "schedule", "max_grad_norm", "lora_rank", "lora_alpha",
                    "batch_size", "grad_accum", "epochs", "max_steps", "seed", "max_length")

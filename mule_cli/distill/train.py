@@ -32,7 +32,7 @@ from .methods import DISTILL_METHODS, loss_sums, spec_for, units
 from .on_policy import SOURCE as STUDENT, student_answers
 from .own_prefills import is_own_prefill, own_prefill_records
 from .projection import ConflictProjector
-from .responses import records_answered_by, teacher_responses
+from .responses import first_sentence, records_answered_by, teacher_responses
 from .refusal_anchors import is_anchor, parse_objectives as parse_anchor_objectives, refusal_anchor_records
 from .teacher import Teacher
 
@@ -168,6 +168,8 @@ def _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, pro
                  for r in teacher_recs]
         out.update(_cached_answers(dist, teacher, tokenizer, teacher_recs, texts, model_path, cfg.progress,
                                    "teacher answers"))
+    cut = {r["id"] for r in train_records if r["objective"] in cfg.first_sentence_objectives}
+    out = {i: first_sentence(a) if i in cut else a for i, a in out.items()}  # the cache keeps whole answers
     return out or None, demo_answers
 
 
