@@ -78,7 +78,9 @@ def test_protect_retain_changes_the_update_exactly_when_the_gradients_conflict(t
     guarded, log = _one_step(tiny_model_dir, data_file, tmp_path / "guarded", method=method, amplify=2.0,
                              protect="retain")
     cos = log[0]["protect_cosine"]
-    same = all(torch.allclose(plain[k], guarded[k], atol=1e-6) for k in plain)
+    # unprojected, the two runs differ only in the order gradients are summed (two backward passes against
+    # one): rounding, which one Adam step at lr 1e-2 amplifies to 1.6e-6 here (measured 2026-12-03)
+    same = all(torch.allclose(plain[k], guarded[k], atol=1e-5) for k in plain)
     assert same == (cos >= 0), cos
     run = json.loads((tmp_path / "guarded" / "run.json").read_text())
     assert run["options"]["protect"] == "retain"
