@@ -7,6 +7,8 @@ first differs from the base's token at position 0, later, or never. Why: the for
 first answer position (short data answers), where the amplified teacher pushes "The ..." openers down; if
 that spills onto retain questions, their answers should leave the base's at position 0.
 Usage: .venv/bin/python docs/results/hp_r11_divergence.py RECORDS.jsonl OUT.json MODEL_DIR...
+The questions come from runs/demo/eval.jsonl (make demo's eval split; the records file holds only ids and
+generations), so RECORDS must be an evaluation of that split that includes the base (smollm2-135m).
 """
 import json
 import sys
