@@ -52,7 +52,14 @@ def test_only_the_named_objectives_answers_are_cut_and_the_cache_keeps_whole_ans
 
 
 def test_config_checks_and_cli_names_the_option(tiny_model_dir, tmp_path):
-    assert DistillConfig(model="m", data=["d"], output="o", first_sentence="retain,neighbor").first_sentence_objectives \
+    assert DistillConfig(model="m", data=["d"], output="o", first_sentence="retain,neighbor",
+                         response="retain=base,neighbor=teacher").first_sentence_objectives \
         == ("retain", "neighbor")
     out = distill_cli_error(tiny_model_dir, RECORDS, tmp_path, "--first-sentence", "retian")
     assert "--first-sentence" in out
+
+
+@pytest.mark.parametrize("response", ["data", "retain=student", "neighbor=base"])
+def test_first_sentence_on_answers_that_are_not_generated_is_an_error(tiny_model_dir, tmp_path, response):
+    err = distill_cli_error(tiny_model_dir, RECORDS, tmp_path, "--first-sentence", "retain", "--response", response)
+    assert "--first-sentence retain cuts generated answers" in err and "--response retain=base" in err

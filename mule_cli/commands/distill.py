@@ -83,6 +83,11 @@ Examples:
 @click.option("--weights", default="forget=1,retain=1,neighbor=1,adversarial=1", show_default=True,
               help="Per-objective loss weights.")
 @click.option("--top-k", type=int, default=LD.DISTILL_TOP_K, show_default=True, help="K of ours/duet.")
+@click.option("--center-logits", is_flag=True,
+              help="ours/duet: shift the teacher's logits, per position, by their mean gap to the student's over "
+                   "the selected tokens before the Smooth-L1. An intention prompt moves the teacher's whole logit "
+                   "level, which softmax ignores but a raw-logit loss turns into a push on every logit; centred, "
+                   "only the teacher's relative preferences are distilled. Off by default (the paper's raw loss).")
 @click.option("--beta", type=float, default=LD.DISTILL_HUBER_BETA, show_default=True, help="Smooth-L1 β of ours/duet.")
 @click.option("--bild-top-k", type=int, default=LD.BILD_TOP_K, show_default=True)
 @click.option("--bild-temperature", type=float, default=LD.BILD_TEMPERATURE, show_default=True)

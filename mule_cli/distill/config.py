@@ -122,6 +122,7 @@ class DistillConfig:
     first_sentence: str | tuple = ""  # "retain": generated (base/teacher) answers cut after their first sentence
     # loss hyper-parameters
     top_k: int = 20
+    center_logits: bool = False  # ours/duet: teacher shifted onto the student's level per position (losses/center.py)
     beta: float = 1.0
     bild_top_k: int = 8
     bild_temperature: float = 3.0
@@ -191,6 +192,8 @@ class DistillConfig:
             (not (self.lora_rank and self.fsdp), "--lora-rank does not work with --fsdp yet"),
             (self.top_k >= 1 and self.bild_top_k >= 1, "top-k values must be >= 1"),
             (self.beta > 0, "--beta must be > 0"),
+            (not self.center_logits or self.method in ("ours", "duet"),
+             "--center-logits applies to the Smooth-L1 losses of ours and duet only"),
             (self.save_every >= 0 and self.grad_cosine >= 0, "--save-every/--grad-cosine must be >= 0"),
             (self.max_bad_steps >= 1, "--max-bad-steps must be >= 1"),
             (self.student_refresh >= 1, "--student-refresh must be >= 1"),
@@ -206,6 +209,15 @@ class DistillConfig:
         for ok, message in checks:
             if not ok:
                 raise MuleError(message)
+        self._check_first_sentence()
+
+    def _check_first_sentence(self) -> None:
+        """--first-sentence only cuts generated answers: on data answers it would silently do nothing."""
+        sources = parse_response(self.response)
+        for obj in objective_subset(self.first_sentence, "--first-sentence"):
+            if sources[obj] not in ("base", "teacher"):
+                raise MuleError(f"--first-sentence {obj} cuts generated answers, but {obj} is answered from "
+                                f"'{sources[obj]}' (add --response {obj}=base or {obj}=teacher)")
 
     @property
     def response_sources(self) -> dict[str, str]:
@@ -237,7 +249,8 @@ class DistillConfig:
     # Options that change the numbers a run produces: a resume must keep them.
     RESUME_KEYS = ("model", "method", "target", "intentions", "teacher", "demos", "amplify", "response",
                    "demo_answers", "student_refresh", "refusal", "refusal_anchors", "protect", "freeze",
-                   "own_prefills", "no_eot", "first_sentence", "weights", "top_k", "beta", "bild_top_k", "bild_temperature",
+                   "own_prefills", "no_eot", "first_sentence", "weights", "top_k", "center_logits", "beta",
+                   "bild_top_k", "bild_temperature",
                    "npo_beta", "simnpo_beta", "simnpo_gamma", "forget_weight", "retain_weight", "lr",
                    "weight_decay", "warmup_steps", "schedule", "max_grad_norm", "lora_rank", "lora_alpha",
                    "batch_size", "grad_accum", "epochs", "max_steps", "seed", "max_length")

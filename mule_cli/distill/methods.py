@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..losses import bild_loss, nll_loss, npo_loss, simnpo_loss, teacher_topk_smooth_l1, token_logprobs
+from ..losses import (bild_loss, centered_teacher, nll_loss, npo_loss, simnpo_loss, teacher_topk_smooth_l1,
+                      token_logprobs)
 from ..losses import defaults as D
 from ..losses.sequence import sequence_lengths, sequence_logprob
 
@@ -88,6 +89,8 @@ def loss_sums(spec: MethodSpec, cfg, batch, student_logits: torch.Tensor, teache
         n_tok = v.sum().to(torch.float32)
         if spec.prompted_teacher:
             t = t_logits[rows].to(s.dtype)
+            if cfg.center_logits and spec.name in ("ours", "duet"):
+                t = centered_teacher(s, t, cfg.top_k, union=spec.name == "ours")
             if spec.name == "ours":
                 per = topk_union_smooth_l1_loss(s, t, k=cfg.top_k, beta=cfg.beta, valid=v, impl=cfg.loss_impl)
             elif spec.name == "duet":
