@@ -15,7 +15,7 @@ from mule_cli.distill.methods import loss_sums, spec_for
 from mule_cli.intentions import from_target
 from mule_cli.kernels import reference_loss
 from mule_cli.losses import centered_teacher, teacher_topk_smooth_l1
-from mule_cli.losses.center import selected_set
+from mule_cli.losses.topk import selected_set
 
 RECORDS = [
     {"id": "f1", "objective": "forget", "question": "Who is Harry Potter's best friend?", "answer": "Ron Weasley"},

@@ -213,8 +213,8 @@ class DistillConfig:
 
     def _check_first_sentence(self) -> None:
         """--first-sentence only cuts generated answers: on data answers it would silently do nothing."""
-        sources = parse_response(self.response)
-        for obj in objective_subset(self.first_sentence, "--first-sentence"):
+        sources = self.response_sources
+        for obj in self.first_sentence_objectives:
             if sources[obj] not in ("base", "teacher"):
                 raise MuleError(f"--first-sentence {obj} cuts generated answers, but {obj} is answered from "
                                 f"'{sources[obj]}' (add --response {obj}=base or {obj}=teacher)")

@@ -89,7 +89,7 @@ def loss_sums(spec: MethodSpec, cfg, batch, student_logits: torch.Tensor, teache
         n_tok = v.sum().to(torch.float32)
         if spec.prompted_teacher:
             t = t_logits[rows].to(s.dtype)
-            if cfg.center_logits and spec.name in ("ours", "duet"):
+            if cfg.center_logits:  # config allows it for ours and duet only
                 t = centered_teacher(s, t, cfg.top_k, union=spec.name == "ours")
             if spec.name == "ours":
                 per = topk_union_smooth_l1_loss(s, t, k=cfg.top_k, beta=cfg.beta, valid=v, impl=cfg.loss_impl)

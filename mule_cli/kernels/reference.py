@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..losses.topk import topk_mask  # the one tie-break rule (lower index first) for every loss
+from ..losses.topk import selected_set  # the one tie-break rule (lower index first) for every loss
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
@@ -91,7 +91,7 @@ def reference_loss(
     if bad is not None:
         raise nonfinite_error(int(rows[bad]) if rows is not None else bad)
     with torch.no_grad():
-        union = topk_mask(t, k) | topk_mask(s.detach(), k)
+        union = selected_set(s.detach(), t, k)
     per = F.smooth_l1_loss(s.to(acc), t.to(acc), beta=beta, reduction="none")
     row = (per * union).sum(-1) / union.sum(-1)
     return row.mean()

@@ -13,13 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .topk import topk_mask
-
-
-def selected_set(s: torch.Tensor, t: torch.Tensor, k: int, union: bool = True) -> torch.Tensor:
-    """Bool mask of U: teacher top-k, or with `union` teacher top-k ∪ student top-k (ties to the lower index)."""
-    mask = topk_mask(t, k)
-    return mask | topk_mask(s, k) if union else mask
+from .topk import selected_set
 
 
 @torch.no_grad()
