@@ -3,7 +3,7 @@
 The student starts from TRAINED_DIR, the teacher is the plain base (the default model), and only the
 training retain records are distilled, along the base's own answers cut after their first sentence
 (`--response retain=base --first-sentence retain`, as dra4cut). Why: a trained model loses about as many of
-its own TRAINING retain answers as eval ones (runs/tmp-style check in RESULTS.md), so the question is whether
+its own TRAINING retain answers as eval ones (RESULTS.md, twelfth round), so the question is whether
 retain-only steps can put them back without undoing the forgetting. `mule distill` has no option to start
 the student from another folder, so this script swaps the student's weights in (the second model load).
 Usage: .venv/bin/python docs/results/hp_r12_consolidate.py TRAINED_DIR RETAIN.jsonl OUT STEPS [distill options]
