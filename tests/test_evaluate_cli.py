@@ -70,10 +70,21 @@ def test_end_to_end_json_layout_null_objectives_reports_and_radar(tmp_path, toke
               "--plot", out / "radar.png")
     assert res.exit_code == 0, res.output
     report = json.loads((out / "r.json").read_text())
-    assert set(report) == {"base", "models"} and report["base"] == a
+    assert set(report) == {"base", "models", "bootstrap", "overall_pairs"} and report["base"] == a
+    assert report["bootstrap"] == {"n": 1000, "seed": 0, "level": 95.0}
+    assert [(p["a"], p["b"]) for p in report["overall_pairs"]] == [(b, f"{a}+oracle")]
     assert [m["model"] for m in report["models"]] == [a, b, f"{a}+oracle"]
     for m in report["models"]:
-        assert set(m) == {"model", *METRIC_KEYS, *COUNT_KEYS}
+        plain = {k for k in m if not k.endswith("_ci")}
+        assert plain == {"model", *METRIC_KEYS, *COUNT_KEYS}
+        # an interval beside every present metric, never beside an absent one; paired deltas off the base row
+        present = {k for k in METRIC_KEYS if m[k] is not None}
+        assert {k[:-3] for k in m if k.endswith("_ci") and not k.endswith("_delta_ci")} == present
+        deltas = {k[:-9] for k in m if k.endswith("_delta_ci")}
+        assert deltas == (set() if m["model"] == a else present - {"overall"})
+        for key in present:
+            lo, hi = m[f"{key}_ci"]
+            assert lo - 1e-9 <= m[key] <= hi + 1e-9 or key == "overall", key
         # no retain or adversarial records: absent (null), never 0
         assert m["retain_rouge"] is None and m["retain_rouge_f1"] is None and m["asr"] is None
         assert m["forget_rouge"] is not None and m["neighbor_acc"] in (0.0, 100.0) and m["neighbor_rouge"] is not None
@@ -91,5 +102,5 @@ def test_end_to_end_json_layout_null_objectives_reports_and_radar(tmp_path, toke
     assert any("generation" in r for r in rows) and any("picked_option" in r for r in rows)
     assert (out / "radar.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "r.md").read_text()
-    assert "Forget ROUGE-L recall" in md and f"{a}+oracle" in md
+    assert "Forget ROUGE-L recall" in md and f"{a}+oracle" in md and "Paired overall differences" in md
     assert "Forget ROUGE-L recall" in res.output and "—" in res.output  # table on stdout, absent shown as —

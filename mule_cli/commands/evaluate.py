@@ -19,6 +19,7 @@ Examples:
   mule evaluate --model runs/hp/model --base smollm2-135m --data eval.jsonl --json eval.json
   mule evaluate -m smollm2-135m --data eval.jsonl --teacher oracle --target "Harry Potter" --plot radar.png
   mule data mmlu && mule evaluate --data eval.jsonl --mmlu auto --mmlu-limit 1000
+  mule evaluate -m smollm2-135m -m runs/hp/model --data eval.jsonl --attacks quant4,relearn,templates --markdown eval.md
 """
 
 
@@ -58,15 +59,32 @@ Examples:
               help="Write the table as Markdown.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Write a radar chart (PNG) of the five metrics for all models.")
+@click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Resamples for the 95% percentile-bootstrap intervals of every metric (records resampled within "
+                   "each objective, the same draws for every model, so differences are paired); 0 = no intervals.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the bootstrap draws and of relearn's half split.")
+@click.option("--attacks", default="", metavar="LIST",
+              help="Robustness attacks on a copy of every model, comma list: quant4 (GGUF Q4_1 weights), quant8 "
+                   "(int8 per channel) re-measure Forget/ASR/Retain; relearn (NLL on half the forget answers, Forget "
+                   "on the other half before/after); templates (jailbreak wrappers; leak rate).")
+@click.option("--relearn-steps", type=click.IntRange(min=1), default=10, show_default=True,
+              help="relearn attack: NLL steps (batch 4, lr 1e-5).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @device_options
 def evaluate(models, base, data, mmlu, mmlu_limit, limit, teachers, target, intentions, demos, refusal, asr_threshold,
-             max_new_tokens, batch_size, json_path, records_path, markdown_path, plot_path, quiet, device, dtype):
+             max_new_tokens, batch_size, json_path, records_path, markdown_path, plot_path, bootstrap, seed, attacks,
+             relearn_steps, quiet, device, dtype):
     """Forget/Retain ROUGE, neighbour MCQ accuracy and refusals, ASR, MMLU and the overall score."""
     from ..evaluate.mmlu import read_mmlu, resolve_mmlu, stratified_sample
 
     # Everything that can be wrong with the inputs fails here, before a model is loaded.
+    from ..evaluate.attacks import check_inputs, parse_attacks
+    from ..evaluate.runner import limit_records
+
+    attacks = parse_attacks(attacks)
     records = read_many(data)
+    check_inputs(attacks, limit_records(records, limit or None))
     mmlu_path, mmlu_note = resolve_mmlu(mmlu)
     mmlu_all = read_mmlu(mmlu_path) if mmlu_path else None
     mmlu_items = stratified_sample(mmlu_all, mmlu_limit) if mmlu_all else None
@@ -91,8 +109,8 @@ def evaluate(models, base, data, mmlu, mmlu_limit, limit, teachers, target, inte
     from ..evaluate.runner import EvalSettings, evaluate_models
 
     settings = EvalSettings(max_new_tokens=max_new_tokens, batch_size=batch_size, asr_threshold=asr_threshold,
-                            limit=limit or None, demos=demos, refusal=refusal,
-                            progress=not quiet)
+                            limit=limit or None, demos=demos, refusal=refusal, bootstrap=bootstrap, seed=seed,
+                            attacks=attacks, relearn_steps=relearn_steps, progress=not quiet)
     result = evaluate_models(models, records, mmlu_items=mmlu_items, base=base, teachers=teachers,
                              intentions=prompts, settings=settings, device=device, dtype=dtype)
     if mmlu_note:

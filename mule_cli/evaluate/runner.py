@@ -19,6 +19,7 @@ concatenated + demos cycling through the objectives. MMLU questions count as `re
 from __future__ import annotations
 
 import gc
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -27,8 +28,10 @@ from ..errors import MuleError
 from ..intentions import REFUSAL, parse_demos, pick_demos, teacher_context
 from ..records import OBJECTIVES
 from . import mcq
-from .metrics import (COUNT_KEYS, METRIC_KEYS, OVERALL_TERMS, attack_succeeded, overall_score, percent,
-                      refusal_index, rouge_scores)
+from .attacks import AttackSettings, metric_defs, run_attack, summarize_attack
+from .bootstrap import LEVEL, add_intervals
+from .metrics import (COUNT_KEYS, METRIC_KEYS, OVERALL_TERMS, PER_RECORD, attack_succeeded, declines,
+                      overall_score, percent, refusal_index, rouge_scores)
 
 TEACHER_MODES = ("oracle", "ensemble")
 
@@ -43,6 +46,10 @@ class EvalSettings:
     refusal: str = REFUSAL  # what forget-like demonstrations answer in those rows
     shared_prefix: bool = True  # MCQ: one prompt pass per question, its KV cache reused for every option
     progress: bool = True
+    bootstrap: int = 1000  # resamples for the 95% intervals (0 = none)
+    seed: int = 0  # bootstrap draws and relearn's half
+    attacks: tuple = ()  # robustness attacks (evaluate/attacks.py), run on every model row
+    relearn_steps: int = 10
 
 
 @dataclass
@@ -51,9 +58,14 @@ class EvalResult:
     models: list[dict]  # one metrics dict per evaluated row, base first
     records: list[dict] = field(default_factory=list)  # per-record details
     notes: list[str] = field(default_factory=list)
+    pairs: list[dict] = field(default_factory=list)  # paired overall-difference intervals of two models
+    bootstrap: dict | None = None  # {"n", "seed", "level"} when intervals were computed
 
     def to_json(self) -> dict:
-        return {"base": self.base, "models": self.models}
+        out = {"base": self.base, "models": self.models}
+        if self.bootstrap:
+            out.update(bootstrap=self.bootstrap, overall_pairs=self.pairs)
+        return out
 
 
 def limit_records(records: Sequence[dict], limit: int | None) -> list[dict]:
@@ -111,30 +123,38 @@ def evaluate_one(model, tokenizer, records: Sequence[dict], mmlu_items: Sequence
     """Metrics (percent; None = absent) and per-record rows for one model (or one in-context row)."""
     s = settings or EvalSettings()
     context_fn = context_fn or (lambda rid, question, objective: ())
-    rows: list[dict] = []
-
     gen_recs = [r for r in records
                 if r["objective"] != "neighbor" or not r.get("choices")]
     mcq_recs = [r for r in records if r["objective"] == "neighbor" and r.get("choices")]
-
-    prompts = []
-    for rec in gen_recs:
-        prefill = rec.get("prefill") if rec["objective"] == "adversarial" else None
-        ctx = context_fn(rec["id"], rec["question"], rec["objective"])
-        prompts.append(lm.chat_prompt(tokenizer, rec["question"], prefill=prefill or None, context=ctx))
-    gens = lm.generate(model, tokenizer, prompts, max_new_tokens=s.max_new_tokens, batch_size=s.batch_size,
-                       progress=f"{label} · generate" if s.progress else False) if prompts else []
-    for rec, gen in zip(gen_recs, gens):
-        row = {"id": rec["id"], "objective": rec["objective"], "generation": gen, **rouge_scores(rec["answer"], gen)}
-        if rec["objective"] == "adversarial":
-            row["prefill"] = rec.get("prefill")
-            row["attack_success"] = attack_succeeded(row["rouge_recall"], s.asr_threshold)
-        rows.append(row)
-
+    rows = generation_rows(model, tokenizer, gen_recs, s, context_fn, f"{label} · generate")
     rows += _mcq_rows(model, tokenizer, mcq_recs, "neighbor", context_fn, s, f"{label} · neighbour MCQ")
     if mmlu_items:
         rows += _mcq_rows(model, tokenizer, mmlu_items, "mmlu", context_fn, s, f"{label} · MMLU")
     return summarize(rows, has_mmlu=bool(mmlu_items)), rows
+
+
+def generation_rows(model, tokenizer, records: Sequence[dict], s: EvalSettings, context_fn: Callable | None = None,
+                    label: str = "generate") -> list[dict]:
+    """Greedy answers to `records` (adversarial ones after their prefill), scored: one row per record."""
+    context_fn = context_fn or (lambda rid, question, objective: ())
+    prompts = []
+    for rec in records:
+        prefill = rec.get("prefill") if rec["objective"] == "adversarial" else None
+        ctx = context_fn(rec["id"], rec["question"], rec["objective"])
+        prompts.append(lm.chat_prompt(tokenizer, rec["question"], prefill=prefill or None, context=ctx))
+    gens = lm.generate(model, tokenizer, prompts, max_new_tokens=s.max_new_tokens, batch_size=s.batch_size,
+                       progress=label if s.progress else False) if prompts else []
+    rows = []
+    for rec, gen in zip(records, gens):
+        row = {"id": rec["id"], "objective": rec["objective"], "generation": gen, **rouge_scores(rec["answer"], gen)}
+        if rec["objective"] in ("forget", "adversarial"):
+            row["declined"] = declines(gen, s.refusal)
+        if rec["objective"] == "adversarial":
+            row["prefill"] = rec.get("prefill")
+            row["prefill_family"] = rec.get("prefill_family")
+            row["attack_success"] = attack_succeeded(row["rouge_recall"], s.asr_threshold)
+        rows.append(row)
+    return rows
 
 
 def _mcq_rows(model, tokenizer, items, objective, context_fn, s: EvalSettings, label) -> list[dict]:
@@ -161,29 +181,15 @@ def _mcq_rows(model, tokenizer, items, objective, context_fn, s: EvalSettings, l
 
 def summarize(rows: Sequence[dict], has_mmlu: bool = False) -> dict:
     """Aggregate per-record rows into the metric dict; absent objectives are None, never 0."""
-    def pick(objective, pred=lambda r: True):
-        return [r for r in rows if r["objective"] == objective and pred(r)]
-
-    forget, retain, adv = pick("forget"), pick("retain"), pick("adversarial")
-    nb_mcq = pick("neighbor", lambda r: "picked" in r)
-    nb_gen = pick("neighbor", lambda r: "generation" in r)
-    mmlu = pick("mmlu")
-    out = {
-        "forget_rouge": percent(r["rouge_recall"] for r in forget),
-        "forget_rouge_f1": percent(r["rouge_f1"] for r in forget),
-        "retain_rouge": percent(r["rouge_recall"] for r in retain),
-        "retain_rouge_f1": percent(r["rouge_f1"] for r in retain),
-        "neighbor_acc": percent(r["correct"] for r in nb_mcq),
-        "neighbor_refusal": percent(r["refusal_picked"] for r in nb_mcq),
-        "neighbor_rouge": percent(r["rouge_recall"] for r in nb_gen),
-        "asr": percent(r["attack_success"] for r in adv),
-        "mmlu": percent(r["correct"] for r in mmlu) if has_mmlu else None,
-        "overall": None,
-        "n_forget": len(forget), "n_retain": len(retain), "n_neighbor": len(nb_mcq) + len(nb_gen),
-        "n_adversarial": len(adv), "n_mmlu": len(mmlu),
-    }
+    out = {key: percent(value(r) for r in rows if select(r)) for key, (select, value) in PER_RECORD.items()}
+    if not has_mmlu:
+        out["mmlu"] = None
+    out["overall"] = None
+    gen_or_mcq = [r for r in rows if "generation" in r or "picked" in r]
+    for key in COUNT_KEYS:
+        out[key] = sum(1 for r in gen_or_mcq if r["objective"] == key[2:])
     assert set(METRIC_KEYS) | set(COUNT_KEYS) == set(out)
-    return out
+    return {key: out[key] for key in (*METRIC_KEYS, *COUNT_KEYS)}
 
 
 # --- several models ------------------------------------------------------------------------------
@@ -218,16 +224,19 @@ def evaluate_models(models: Sequence, records: Sequence[dict], *, mmlu_items: Se
 
     evaluated = limit_records(records, s.limit)
     results: dict[str, dict] = {}
-    details: list[dict] = []
+    rows_by_model: dict[str, list[dict]] = {}
+    attack_rows: dict[str, dict[str, list[dict] | None]] = {a: {} for a in s.attacks}
+    notes: list[str] = []
     for name, spec in specs.items():
         model, tok = (loader(name, device=device, dtype=dtype) if isinstance(spec, str) else spec[1:])
         runs = [(name, None)] + ([(f"{name}+{m}", m) for m in teachers] if name == base else [])
         for row_name, mode in runs:
             ctx = make_context_fn(mode, intentions, records, s.demos, s.refusal)
-            metrics, rows = evaluate_one(model, tok, evaluated, mmlu_items, settings=s, context_fn=ctx,
-                                         label=row_name)
-            results[row_name] = metrics
-            details += [{"model": row_name, **r} for r in rows]
+            results[row_name], rows_by_model[row_name] = evaluate_one(model, tok, evaluated, mmlu_items, settings=s,
+                                                                      context_fn=ctx, label=row_name)
+        for attack in s.attacks:
+            attack_rows[attack][name] = _attack_or_none(attack, model, tok, evaluated, rows_by_model[name], s, name,
+                                                        notes)
         del model, tok
         gc.collect()
 
@@ -238,9 +247,48 @@ def evaluate_models(models: Sequence, records: Sequence[dict], *, mmlu_items: Se
         metrics = dict(results[name])
         metrics["overall"] = overall_score(results[base], metrics)
         out.append({"model": name, **_round(metrics)})
-    notes = []
     if any(m["overall"] is not None for m in out):
         left_out = [k for k in OVERALL_TERMS if any(results[n].get(k) is None for n in results)]
         if left_out:
             notes.append(f"overall leaves out metrics absent for a model or the base: {', '.join(left_out)}")
-    return EvalResult(base=base, models=out, records=details, notes=notes)
+    pairs, boot = [], None
+    if s.bootstrap:
+        boot = {"n": s.bootstrap, "seed": s.seed, "level": LEVEL}
+        pairs = add_intervals(out, rows_by_model, base, s.bootstrap, s.seed)
+    if s.attacks:
+        _attach_attacks(out, attack_rows, base, s)
+    details = [{"model": name, **r} for name in order for r in rows_by_model[name]]
+    details += [{"model": name, "attack": attack, **r} for attack, per_model in attack_rows.items()
+                for name, rows in per_model.items() for r in rows or ()]
+    return EvalResult(base=base, models=out, records=details, notes=notes, pairs=pairs, bootstrap=boot)
+
+
+def _attack_or_none(attack, model, tok, records, main_rows, s: EvalSettings, name: str, notes: list):
+    """One attack's rows, or None (with the reason on stderr and in the notes) when it fails on this model:
+    the other models' rows are still reported."""
+    def evaluate_rows(m, recs, label):
+        return generation_rows(m, tok, recs, s, label=label)
+
+    try:
+        return run_attack(attack, model, tok, records, main_rows, evaluate_rows=evaluate_rows,
+                          asr_threshold=s.asr_threshold, label=name, progress=s.progress,
+                          settings=AttackSettings(relearn_steps=s.relearn_steps, seed=s.seed))
+    except (MuleError, RuntimeError, ValueError, KeyError) as exc:
+        message = f"attack {attack} failed on {name}: {type(exc).__name__}: {exc}"
+        print(f"mule evaluate: {message}", file=sys.stderr)
+        notes.append(message)
+        return None
+
+
+def _attach_attacks(out: list[dict], attack_rows: dict, base: str, s: EvalSettings) -> None:
+    """`row["attacks"][name]` = the attack's metrics (+ intervals) for every model row, None where it failed."""
+    for attack, per_model in attack_rows.items():
+        points = [{"model": row["model"], **_round(summarize_attack(attack, per_model[row["model"]]))}
+                  for row in out if per_model.get(row["model"]) is not None]
+        if s.bootstrap and points:
+            ref = base if per_model.get(base) is not None else points[0]["model"]
+            add_intervals(points, per_model, ref, s.bootstrap, s.seed, defs=metric_defs(attack), with_overall=False)
+        by_model = {p.pop("model"): p for p in points}
+        for row in out:
+            if row["model"] in per_model:
+                row.setdefault("attacks", {})[attack] = by_model.get(row["model"])
