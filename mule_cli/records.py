@@ -18,7 +18,8 @@ from .errors import MuleError
 
 OBJECTIVES = ("forget", "retain", "neighbor", "adversarial")
 REQUIRED_STR = ("id", "objective", "question", "answer")
-OPTIONAL_STR = ("prefill", "anchor_of", "domain", "source")
+OPTIONAL_STR = ("prefill", "anchor_of", "domain", "source", "prefill_family")
+PREFILL_FAMILIES = ("search", "own")  # found by `mule attack` / the base model's own answer cut before the fact
 STDIO = "-"
 
 
@@ -51,6 +52,10 @@ def validate_record(rec, name: str = "<record>", lineno: int = 0) -> dict:
     for field in OPTIONAL_STR:
         if field in rec and rec[field] is not None and not isinstance(rec[field], str):
             raise RecordError(f"{_where(name, lineno, field)}: must be a string, got {type(rec[field]).__name__}")
+    family = rec.get("prefill_family")
+    if family is not None and family not in PREFILL_FAMILIES:
+        raise RecordError(f"{_where(name, lineno, 'prefill_family')}: {family!r} is not one of "
+                          f"{', '.join(PREFILL_FAMILIES)}")
     if "choices" in rec and rec["choices"] is not None:
         choices = rec["choices"]
         if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):

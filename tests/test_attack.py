@@ -49,6 +49,7 @@ def test_search_plumbing_on_a_tiny_model(tiny_model, tokenizer):
     for rec, src in zip(adv, FORGET):
         validate_record(rec)
         assert rec["objective"] == "adversarial" and rec["anchor_of"] == src["id"] and rec["id"] not in ids
+        assert rec["prefill_family"] == "search"  # evaluate reports asr_search over these
         assert rec["question"] == src["question"] and rec["answer"] == src["answer"] and rec["prefill"]
         assert "choices" not in rec and "answer_index" not in rec
         a = rec["attack"]

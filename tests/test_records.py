@@ -45,6 +45,8 @@ BAD_LINES = [
     ('{"id": "x", "objective": "retain", "question": "q", "answer": "a", "answer_index": 0}',
      "field 'answer_index'", "without"),
     ('{"id": "f1", "objective": "retain", "question": "q", "answer": "a"}', "field 'id'", "duplicate"),
+    ('{"id": "x", "objective": "adversarial", "question": "q", "answer": "a", "prefill": "p", "prefill_family": "leading"}',
+     "field 'prefill_family'", "not one of search, own"),
 ]
 
 

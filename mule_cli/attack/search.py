@@ -210,8 +210,8 @@ def attack_records(records: list[dict], model, tokenizer, *, beam: int = 4, roun
             new_id = f"{s.rec['id']}-adv{'' if not rank else rank + 1}-{n}"
         used.add(new_id)
         rec = {k: v for k, v in s.rec.items() if k not in ("choices", "answer_index", "attack", "generator")}
-        rec.update(id=new_id, objective="adversarial", prefill=c.prefill, anchor_of=s.rec["id"],
-                   source=f"attack on {s.rec.get('source') or s.rec['id']} ({model_name})")
+        rec.update(id=new_id, objective="adversarial", prefill=c.prefill, prefill_family="search",
+                   anchor_of=s.rec["id"], source=f"attack on {s.rec.get('source') or s.rec['id']} ({model_name})")
         rec["attack"] = {"score": round(c.score, 4), "base_score": round(s.base_score, 4),
                          "gain": round(c.score - s.base_score, 4), "revealed": recall >= threshold,
                          "recall": round(recall, 4), "base_revealed": before[id(s)] >= threshold,

@@ -40,7 +40,6 @@ METRICS = (
 METRIC_KEYS = tuple(m.key for m in METRICS)
 BY_KEY = {m.key: m for m in METRICS}
 COUNT_KEYS = ("n_forget", "n_retain", "n_neighbor", "n_adversarial", "n_mmlu")
-PREFILL_FAMILIES = ("search", "own")  # record field `prefill_family`: found by `mule attack` / the base's own answer
 
 
 def _generated(objective: str, family: str | None = None):
