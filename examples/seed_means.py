@@ -1,13 +1,16 @@
-"""Mean and range of each method's metrics over several `mule evaluate --json` reports (one per seed).
+"""Pool several seeds of each method into one table with 95% intervals over seeds × records.
 
-Why: on the small eval split the batch order alone moves a method's overall score by tens of points,
-so a single-seed table cannot rank methods; this pools the seeds into one table.
+Why: on these eval sets the batch order alone moves a method's overall score by tens of points, and the
+records by several more; RESULTS.md ranks methods by this table, and calls a difference real only when
+its paired interval (last table) excludes 0. Input: the per-record files of `mule evaluate --records`,
+one per seed, each with the base's rows (the base is the file's first model); every file must hold the
+same base rows (same eval files, MMLU sample and base model).
 A row is keyed by its method name (the folder above `model/`, e.g. runs/results/harry_potter-seed1/npo/model
--> npo; a trailing _s1 / -seed1 is dropped), or the model string itself. Every report must have the same
-base numbers (same eval files and MMLU sample).
+-> npo; a trailing _s1 / -seed1 is dropped), or the model string itself.
 
-Usage: python examples/seed_means.py REPORT.json[:NAME,OLD=NEW,...] ... [--markdown OUT.md] [--plot OUT.png [--plot-only NAME,...]]
-(`:NAME,...` keeps only those methods of that report; OLD=NEW keeps OLD and shows it as NEW, so runs of one
+Usage: python examples/seed_means.py RECORDS.jsonl[:NAME,OLD=NEW,...] ... [--bootstrap N] [--seed S]
+       [--markdown OUT.md] [--json OUT.json] [--plot OUT.png [--plot-only NAME,...]]
+(`:NAME,...` keeps only those methods of that file; OLD=NEW keeps OLD and shows it as NEW, so runs of one
 setting pool under one name and runs of another setting under another, even when their folders share a name.)
 """
 
@@ -15,111 +18,97 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
-from statistics import mean
 
-from mule_cli.evaluate.metrics import BY_KEY  # torch-free: the directions live there
+from mule_cli.evaluate.metrics import BY_KEY
 
-SHORT_NAMES = {"forget_rouge": "Forget", "retain_rouge": "Retain", "neighbor_acc": "Nbr acc",
-               "neighbor_refusal": "Nbr refusal", "asr": "ASR", "mmlu": "MMLU", "overall": "Overall"}
+SHORT_NAMES = {"forget_rouge": "Forget", "forget_refusal": "Declined", "retain_rouge": "Retain",
+               "neighbor_acc": "Nbr acc", "neighbor_refusal": "Nbr refusal", "asr": "ASR", "asr_search": "ASR search",
+               "asr_own": "ASR own", "mmlu": "MMLU", "overall": "Overall"}
 METRICS = [(k, f"{name} {'↓' if BY_KEY[k].lower_is_better else '↑'}") for k, name in SHORT_NAMES.items()]
-BASE_KEYS = [k for k, _ in METRICS if k != "overall"]
-
-
-def method_name(model: str) -> str:
-    p = Path(model)
-    name = p.parent.name if p.name == "model" else model
-    return re.sub(r"[_-]s(eed)?\d+$", "", name)  # npo_s1, npo-seed1 -> npo
 
 
 def parse_source(arg: str) -> tuple[str, dict[str, str] | None]:
-    """'f.json:npo,best8=ours' -> ('f.json', {'npo': 'npo', 'best8': 'ours'}); 'f.json' -> ('f.json', None)."""
+    """'f.jsonl:npo,best8=ours' -> ('f.jsonl', {'npo': 'npo', 'best8': 'ours'}); 'f.jsonl' -> ('f.jsonl', None)."""
     path, sep, names = arg.rpartition(":")
-    if not sep or names.endswith(".json"):
+    if not sep or names.endswith((".json", ".jsonl")):
         return arg, None
     pairs = [n.split("=", 1) if "=" in n else (n, n) for n in names.split(",") if n]
     return path, {old: new for old, new in pairs}
 
 
-def pool(reports: list[dict], sources: list[str], keep: list[dict[str, str] | None] | None = None
-         ) -> tuple[dict, dict[str, list[dict]]]:
-    """(base row, {method: [row per report]}); refuses reports whose base rows differ.
-    keep[i]: {method name: shown name} to take from report i (None = all, under their own names)."""
-    keep = keep or [None] * len(reports)
-
-    def base_row(rep: dict) -> dict:
-        return next(r for r in rep["models"] if r["model"] == rep["base"])
-
-    base = base_row(reports[0])
-    rows: dict[str, list[dict]] = {}
-    for rep, src, wanted in zip(reports, sources, keep):
-        if any(base_row(rep).get(k) != base.get(k) for k in BASE_KEYS):
-            raise SystemExit(f"{src}: its base row differs from {sources[0]}'s (different eval files or MMLU sample)")
-        found = set()
-        for row in rep["models"]:
-            name = method_name(row["model"])
-            if row["model"] == rep["base"] or (wanted is not None and name not in wanted):
-                continue
-            found.add(name)
-            rows.setdefault(wanted[name] if wanted else name, []).append(row)
-        if wanted is not None and set(wanted) - found:
-            raise SystemExit(f"{src}: no method named {', '.join(sorted(set(wanted) - found))}")
-    return base, rows
-
-
-def cell(values: list) -> str:
-    vals = [v for v in values if v is not None]
-    if not vals:
+def cell(row: dict, key: str) -> str:
+    value, ci = row.get(key), row.get(f"{key}_ci")
+    if value is None:
         return "–"
-    if len(vals) == 1:
-        return f"{vals[0]:.1f}"
-    return f"{mean(vals):.1f} ({min(vals):.1f}–{max(vals):.1f})"
+    return f"{value:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else f"{value:.1f}"
 
 
-def table(base: dict, rows: dict[str, list[dict]]) -> str:
-    head = "| method | seeds | " + " | ".join(name for _, name in METRICS) + " |"
-    lines = [head, "|---|---:|" + "---:|" * len(METRICS),
-             "| base | – | " + " | ".join(cell([base.get(k, 0.0)]) for k, _ in METRICS) + " |"]
-    for name, rs in sorted(rows.items(), key=lambda kv: -mean(r["overall"] for r in kv[1])):
-        lines.append(f"| {name} | {len(rs)} | " + " | ".join(cell([r.get(k) for r in rs]) for k, _ in METRICS) + " |")
-    return "\n".join(lines) + "\n\ncells: mean over seeds (min–max).\n"
+def table(pooled) -> str:
+    keys = [(k, name) for k, name in METRICS
+            if pooled.base.get(k) is not None or any(r.get(k) is not None for r in pooled.methods.values())]
+    lines = ["| method | seeds | " + " | ".join(name for _, name in keys) + " |", "|---|---:|" + "---:|" * len(keys),
+             "| base | – | " + " | ".join(cell(pooled.base, k) for k, _ in keys) + " |"]
+    for name, row in sorted(pooled.methods.items(), key=lambda kv: -(kv[1]["overall"] or float("-inf"))):
+        lines.append(f"| {name} | {row['seeds']} | " + " | ".join(cell(row, k) for k, _ in keys) + " |")
+    lines += ["", "cells: mean over seeds [95% bootstrap interval over seeds × records].", ""]
+    if pooled.pairs:
+        lines += ["| method a | method b | overall a − b [95% paired] |", "|---|---|---:|"]
+        lines += [f"| {p['a']} | {p['b']} | {p['diff']:+.1f} [{p['ci'][0]:.1f}, {p['ci'][1]:.1f}] |"
+                  for p in pooled.pairs]
+        lines += ["", "a difference whose interval contains 0 is not resolved by these seeds and records.", ""]
+    return "\n".join(lines)
 
 
-def plot(base: dict, rows: dict[str, list[dict]], path: str) -> None:
+def plot(pooled, path: str, only: set | None) -> None:
     """The radar chart of `mule evaluate --plot`, drawn from the per-method means."""
     from types import SimpleNamespace
 
     from mule_cli.evaluate.radar import plot_radar
 
-    def mean_row(name, rs):
-        return {"model": name, **{k: mean(r[k] for r in rs) for k, _ in METRICS if all(r.get(k) is not None for r in rs)}}
-
-    models = [base] + [mean_row(n, rs) for n, rs in rows.items()]
-    plot_radar(SimpleNamespace(models=models, base=base["model"]), path)
+    models = [pooled.base] + [{"model": n, **r} for n, r in pooled.methods.items() if only is None or n in only]
+    plot_radar(SimpleNamespace(models=models, base=pooled.base["model"]), path)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mule_cli.evaluate.pooled import pool_seeds
+    from mule_cli.records import display_name
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("reports", nargs="+", help="eval JSON files written by `mule evaluate --json`, each "
+    ap.add_argument("records", nargs="+", help="per-record files written by `mule evaluate --records`, each "
                     "optionally followed by :NAME,OLD=NEW,... (take only those methods from it)")
-    ap.add_argument("--markdown", help="also write the table to this file")
+    ap.add_argument("--bootstrap", type=int, default=1000, help="resamples (default 1000)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    ap.add_argument("--markdown", help="also write the tables to this file")
+    ap.add_argument("--json", help="also write the pooled numbers (with every interval) as JSON")
     ap.add_argument("--plot", help="also draw the radar chart of the means to this PNG")
     ap.add_argument("--plot-only", metavar="NAME,NAME", help="draw only these rows (shown names; the base always)")
     args = ap.parse_args(argv)
-    sources = [parse_source(a) for a in args.reports]
-    reports = [json.loads(Path(p).read_text(encoding="utf-8")) for p, _ in sources]
-    base, rows = pool(reports, [p for p, _ in sources], [k for _, k in sources])
+    sources = [parse_source(a) for a in args.records]
+    files = []
+    for path, _ in sources:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SystemExit(f"{display_name(path)}: no such file") from None
+        files.append((path, [json.loads(line) for line in text.splitlines() if line.strip()]))
+    try:
+        pooled = pool_seeds(files, n=args.bootstrap, seed=args.seed, rename=[k for _, k in sources])
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     only = set(args.plot_only.split(",")) if args.plot_only else None
-    if only and only - set(rows):  # checked before anything is written
-        raise SystemExit(f"--plot-only: no row named {', '.join(sorted(only - set(rows)))}")
-    text = table(base, rows)
+    if only and only - set(pooled.methods):  # checked before anything is written
+        raise SystemExit(f"--plot-only: no row named {', '.join(sorted(only - set(pooled.methods)))}")
+    text = table(pooled)
     sys.stdout.write(text)
     if args.markdown:
         Path(args.markdown).write_text(text, encoding="utf-8")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"base": pooled.base, "methods": pooled.methods, "pairs": pooled.pairs},
+                                              indent=1), encoding="utf-8")
     if args.plot:
-        plot(base, {n: rs for n, rs in rows.items() if only is None or n in only}, args.plot)
+        plot(pooled, args.plot, only)
     return 0
 
 

@@ -1,6 +1,8 @@
-"""examples/seed_means.py pools per-seed evaluate reports into one table (docs/RESULTS.md uses it).
+"""examples/seed_means.py pools per-seed `mule evaluate --records` files into one table with intervals over
+seeds × records (docs/RESULTS.md uses it).
 
-Why a test: a wrong mean or a silently mixed base row would misrank methods in a published table.
+Why a test: a wrong mean, a silently mixed base or an interval that ignores the seeds would misrank methods
+in a published table.
 """
 
 from __future__ import annotations
@@ -11,60 +13,91 @@ from pathlib import Path
 
 import pytest
 
+from mule_cli.evaluate.pooled import pool_seeds
+
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "seed_means.py"
 spec = importlib.util.spec_from_file_location("seed_means", SCRIPT)
 seed_means = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(seed_means)
 
-KEYS = ["forget_rouge", "retain_rouge", "neighbor_acc", "neighbor_refusal", "asr", "mmlu", "overall"]
+
+def rows(model, forget, correct):
+    """Per-record rows: forget ROUGE recalls and neighbour MCQ correctness."""
+    out = [{"model": model, "id": f"f{i}", "objective": "forget", "generation": "g", "rouge_recall": v,
+            "rouge_f1": v, "declined": False} for i, v in enumerate(forget)]
+    out += [{"model": model, "id": f"n{i}", "objective": "neighbor", "picked": 0, "correct": c,
+             "refusal_picked": False} for i, c in enumerate(correct)]
+    return out
 
 
-def row(model, *vals):
-    return {"model": model, **dict(zip(KEYS, vals))}
+def method_lines(text):
+    """{first cell: line} of the method table (the pairs table after it is left out)."""
+    table = text.split("\n\n")[0]
+    return {ln.split("|")[1].strip(): ln for ln in table.splitlines() if ln.startswith("| ")}
 
 
-def report(tmp_path, name, rows, base=row("base", 90.0, 100.0, 50.0, 30.0, 80.0, 26.0, 0.0)):
+BASE = rows("base", [1.0, 1.0, 0.5, 0.5], [True, False, True, False])
+
+
+def records(tmp_path, name, *methods, base=BASE):
     p = tmp_path / name
-    p.write_text(json.dumps({"base": "base", "models": [base, *rows]}), encoding="utf-8")
+    lines = [*base] + [r for m in methods for r in m]
+    p.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
     return str(p)
 
 
-def test_means_ranges_and_method_names_over_seeds(tmp_path, capsys):
-    a = report(tmp_path, "s0.json", [row("runs/results/hp/npo/model", 10.0, 70.0, 60.0, 0.0, 8.0, 30.0, 150.0),
-                                     row("runs/exp/ours/model", 20.0, 60.0, 40.0, 40.0, 0.0, 32.0, 100.0)])
-    b = report(tmp_path, "s1.json", [row("runs/results/hp-seed1/npo/model", 30.0, 50.0, 40.0, 10.0, 0.0, 28.0, 90.0),
-                                     row("runs/exp/ours_s1/model", 0.0, 80.0, 60.0, 20.0, 0.0, 34.0, 160.0)])
-    out = tmp_path / "t.md"
-    assert seed_means.main([a, b, "--markdown", str(out)]) == 0
-    lines = {ln.split("|")[1].strip(): ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")}
-    assert "| npo | 2 | 20.0 (10.0–30.0) | 60.0 (50.0–70.0) |" in lines["npo"]
-    assert lines["ours"].endswith("| 130.0 (100.0–160.0) |")
+def test_means_intervals_and_method_names_over_seeds(tmp_path, capsys):
+    a = records(tmp_path, "s0.jsonl", rows("runs/results/hp/npo/model", [0.0, 0.0, 0.5, 0.5], [True] * 4),
+                rows("runs/exp/ours/model", [0.5] * 4, [True, True, False, False]))
+    b = records(tmp_path, "s1.jsonl", rows("runs/results/hp-seed1/npo/model", [0.0, 0.5, 0.0, 0.5], [True] * 4),
+                rows("runs/exp/ours_s1/model", [0.0] * 4, [True, False, True, False]))
+    out, js = tmp_path / "t.md", tmp_path / "t.json"
+    assert seed_means.main([a, b, "--markdown", str(out), "--json", str(js)]) == 0
+    lines = method_lines(capsys.readouterr().out)
+    pooled = json.loads(js.read_text())
+    npo, ours = pooled["methods"]["npo"], pooled["methods"]["ours"]
+    assert npo["seeds"] == 2 and npo["forget_rouge"] == pytest.approx(25.0) and npo["neighbor_acc"] == 100.0
+    assert ours["forget_rouge"] == pytest.approx(25.0) and ours["neighbor_acc"] == pytest.approx(50.0)
+    # overall vs base (75 Forget, 50 Nbr acc): npo +50 +50 = 100, ours +50 +0 = 50
+    assert npo["overall"] == pytest.approx(100.0) and ours["overall"] == pytest.approx(50.0)
+    assert "| npo | 2 | 25.0 [" in lines["npo"]
     names = [ln.split("|")[1].strip() for ln in out.read_text(encoding="utf-8").splitlines()[2:5]]
-    assert names == ["base", "ours", "npo"]  # sorted by mean overall, best first
+    assert names == ["base", "npo", "ours"]  # sorted by mean overall, best first
+    assert pooled["pairs"][0]["a"] == "npo" and pooled["pairs"][0]["diff"] == pytest.approx(50.0)
+    lo, hi = npo["neighbor_acc_ci"]
+    assert lo == hi == 100.0  # every seed and record correct: no spread
+    assert npo["forget_rouge_delta_ci"][1] < 0  # forgets more than the base on every resample
 
 
-def test_reports_with_different_base_rows_are_refused(tmp_path):
-    a = report(tmp_path, "a.json", [])
-    b = report(tmp_path, "b.json", [], base=row("base", 91.0, 100.0, 50.0, 30.0, 80.0, 26.0, 0.0))
-    with pytest.raises(SystemExit, match="base row differs"):
+def test_the_interval_counts_the_spread_between_seeds():
+    same = [("s0", BASE + rows("x/m/model", [0.5] * 4, [True] * 4)), ("s1", BASE + rows("y/m_s1/model", [0.5] * 4, [True] * 4))]
+    apart = [("s0", BASE + rows("x/m/model", [0.0] * 4, [True] * 4)), ("s1", BASE + rows("y/m_s1/model", [1.0] * 4, [True] * 4))]
+    assert pool_seeds(same, n=500).methods["m"]["forget_rouge_ci"] == [50.0, 50.0]
+    lo, hi = pool_seeds(apart, n=500).methods["m"]["forget_rouge_ci"]
+    assert lo == 0.0 and hi == 100.0  # same mean, but the seeds disagree completely
+
+
+def test_files_with_different_base_rows_are_refused(tmp_path):
+    a = records(tmp_path, "a.jsonl")
+    b = records(tmp_path, "b.jsonl", base=rows("base", [1.0, 1.0, 0.5, 0.0], [True, False, True, False]))
+    with pytest.raises(SystemExit, match="base rows differ"):
         seed_means.main([a, b])
 
 
-def test_a_report_can_contribute_only_some_methods_under_another_name(tmp_path, capsys):
-    a = report(tmp_path, "a.json", [row("x/ours/model", 1, 1, 1, 1, 1, 1, 10.0), row("x/npo/model", 1, 1, 1, 1, 1, 1, 20.0)])
-    b = report(tmp_path, "b.json", [row("y/best8_s1/model", 1, 1, 1, 1, 1, 1, 30.0)])
+def test_a_file_can_contribute_only_some_methods_under_another_name(tmp_path, capsys):
+    a = records(tmp_path, "a.jsonl", rows("x/ours/model", [1.0] * 4, [True] * 4), rows("x/npo/model", [0.0] * 4, [True] * 4))
+    b = records(tmp_path, "b.jsonl", rows("y/best8_s1/model", [0.5] * 4, [True] * 4))
     assert seed_means.main([f"{a}:npo,ours=ours (old)", f"{b}:best8=ours"]) == 0
-    lines = {ln.split("|")[1].strip(): ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")}
-    assert lines["ours"].startswith("| ours | 1 |") and lines["ours"].endswith("| 30.0 |")  # a's ours kept apart
-    assert lines["ours (old)"].endswith("| 10.0 |") and lines["npo"].endswith("| 20.0 |")
+    lines = method_lines(capsys.readouterr().out)
+    assert lines["ours"].startswith("| ours | 1 | 50.0") and lines["ours (old)"].startswith("| ours (old) | 1 | 100.0")
     with pytest.raises(SystemExit, match="no method named sft"):
         seed_means.main([f"{a}:sft"])
 
 
 def test_plot_draws_the_means(tmp_path):
     pytest.importorskip("matplotlib")
-    a = report(tmp_path, "a.json", [row("x/npo/model", 10, 70, 60, 0, 8, 30, 150.0)])
-    b = report(tmp_path, "b.json", [row("y/npo_s1/model", 30, 50, 40, 10, 0, 28, 90.0)])
+    a = records(tmp_path, "a.jsonl", rows("x/npo/model", [0.0] * 4, [True] * 4))
+    b = records(tmp_path, "b.jsonl", rows("y/npo_s1/model", [0.5] * 4, [False] * 4))
     png = tmp_path / "r.png"
     assert seed_means.main([a, b, "--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

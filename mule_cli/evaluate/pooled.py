@@ -1,0 +1,122 @@
+"""Pool several seeds of the same methods into one table, with 95% intervals over seeds × records.
+
+Why: the batch order alone moves a trained method's score by tens of points, and the eval records by
+several more; a ranking needs both sources of noise in its interval. Each resample draws records within
+their stratum (the same draws for every method and seed, so differences are paired) and, per method, the
+seeds with replacement (the same seed draws for methods with as many seeds). Input: the per-record rows
+that `mule evaluate --records` writes, one file per seed, each with the base model's rows.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .bootstrap import draw, interval, overall_samples, resampled
+from .metrics import OVERALL_TERMS, PER_RECORD, overall_score
+
+KEYS = (*PER_RECORD, "overall")
+
+
+def method_name(model: str) -> str:
+    """`runs/results/hp-seed1/npo/model` -> `npo`; a trailing _s1 / -seed1 is dropped; other names stay."""
+    p = Path(model)
+    name = p.parent.name if p.name == "model" else model
+    return re.sub(r"[_-]s(eed)?\d+$", "", name)
+
+
+@dataclass
+class Pooled:
+    base: dict  # the base's metrics (+ _ci)
+    methods: dict[str, dict] = field(default_factory=dict)  # name -> metrics (+ _ci, _delta_ci), "seeds": S
+    pairs: list[dict] = field(default_factory=list)  # paired overall differences of every two methods
+
+
+def _summary(rows: Sequence[dict]) -> dict:
+    from .runner import summarize
+
+    return summarize(rows, has_mmlu=any(r["objective"] == "mmlu" for r in rows))
+
+
+def split_rows(rows: Sequence[dict]) -> tuple[str, dict[str, list[dict]]]:
+    """(base name, {model: its rows}) of one records file; the base is the file's first model (evaluate
+    writes the base first); attack rows are left out."""
+    by_model: dict[str, list[dict]] = {}
+    for row in rows:
+        if "attack" not in row:
+            by_model.setdefault(row["model"], []).append(row)
+    if not by_model:
+        raise ValueError("no evaluation rows")
+    return next(iter(by_model)), by_model
+
+
+def pool_seeds(seed_files: Sequence[tuple[str, Sequence[dict]]], n: int = 1000, seed: int = 0,
+               rename: Sequence[dict | None] | None = None) -> Pooled:
+    """Pool per-seed record files [(name, rows)]; rename[i] = {method: shown name} keeps only those methods
+    of file i (None = all, under their own names). Files whose base rows differ are refused."""
+    rename = rename or [None] * len(seed_files)
+    base_name, first = split_rows(seed_files[0][1])
+    base_rows = first[base_name]
+    runs: dict[str, list[list[dict]]] = {}
+    for (source, rows), wanted in zip(seed_files, rename):
+        name, by_model = split_rows(rows)
+        if [(r["id"], r.get("rouge_recall"), r.get("picked")) for r in by_model[name]] != \
+                [(r["id"], r.get("rouge_recall"), r.get("picked")) for r in base_rows]:
+            raise ValueError(f"{source}: its base rows differ from {seed_files[0][0]}'s (different eval files, "
+                             "MMLU sample or base model)")
+        found = set()
+        for model, model_rows in by_model.items():
+            method = method_name(model)
+            if model == name or (wanted is not None and method not in wanted):
+                continue
+            found.add(method)
+            runs.setdefault(wanted[method] if wanted else method, []).append(model_rows)
+        if wanted is not None and set(wanted) - found:
+            raise ValueError(f"{source}: no method named {', '.join(sorted(set(wanted) - found))}")
+
+    draws = draw(base_rows, n, seed)
+    base_point = _summary(base_rows)
+    base_samples = resampled(base_rows, draws)
+    base_samples["overall"] = np.zeros(n)
+    base_point["overall"] = 0.0
+    out = Pooled(base={"model": base_name, **base_point})
+    for key in PER_RECORD:
+        if base_point[key] is not None:
+            out.base[f"{key}_ci"] = interval(base_samples[key])
+    rng = np.random.default_rng(seed + 1)
+    seed_draws: dict[int, np.ndarray] = {}
+    pooled_overall = {}
+    for method, seeds in runs.items():
+        picks = seed_draws.setdefault(len(seeds), rng.integers(0, len(seeds), size=(n, len(seeds))))
+        points, samples = [], []
+        for rows in seeds:
+            point, sample = _summary(rows), resampled(rows, draws)
+            terms = [k for k in OVERALL_TERMS if point.get(k) is not None and base_point.get(k) is not None]
+            point["overall"] = overall_score(base_point, point)
+            sample["overall"] = overall_samples(base_samples, sample, terms)
+            points.append(point)
+            samples.append(sample)
+        row = {"seeds": len(seeds)}
+        for key in KEYS:
+            if any(p[key] is None for p in points):
+                row[key] = None
+                continue
+            row[key] = round(float(np.mean([p[key] for p in points])), 4)
+            stacked = np.stack([s[key] for s in samples])  # [seeds, resamples]
+            pooled = stacked[picks, np.arange(n)[:, None]].mean(axis=1)
+            row[f"{key}_ci"] = interval(pooled)
+            if key != "overall" and base_point[key] is not None:
+                row[f"{key}_delta_ci"] = interval(pooled - base_samples[key])
+            if key == "overall":
+                pooled_overall[method] = pooled
+        out.methods[method] = row
+    ranked = sorted(out.methods, key=lambda m: -(out.methods[m]["overall"] or float("-inf")))
+    for a, b in combinations([m for m in ranked if m in pooled_overall], 2):
+        out.pairs.append({"a": a, "b": b, "diff": round(out.methods[a]["overall"] - out.methods[b]["overall"], 4),
+                          "ci": interval(pooled_overall[a] - pooled_overall[b])})
+    return out
