@@ -1,11 +1,16 @@
-"""Benchmark: batched `mule evaluate` generation scoring vs one record at a time.
+"""Benchmark `mule evaluate` on the default model (CPU, fp32, greedy, 48 new tokens).
 
-Same 64 QA records, same default model, CPU, fp32, greedy, 48 new tokens; the only difference is
+Default: batched generation scoring vs one record at a time. Same 64 QA records; the only difference is
 batch_size (16 vs 1). Prints both wall times, the speed-up ratio (target >= 3x) and checks that both
 runs produced the same scores. Records come from examples/**/*.jsonl (QA records without choices)
 when there are enough, topped up from a built-in list of simple general questions.
 
+--overhead: what the measurement adds to one evaluation of the base model on an example's fixed eval set
+(examples/DOMAIN/eval/*.jsonl): the time of --bootstrap 1000 over two models' rows (target <= 5% of the
+evaluation) and of each robustness attack, all measured in this one run.
+
 Usage: python benchmarks/bench_evaluate.py [--n 64] [--batch-size 16] [--threads N]
+       python benchmarks/bench_evaluate.py --overhead [--domain harry_potter] [--attacks quant4,quant8,relearn,templates]
 """
 
 from __future__ import annotations
@@ -108,18 +113,55 @@ def load_records(n: int) -> tuple[list[dict], str]:
     return picked, f"{from_examples} from examples/, {len(picked) - from_examples} built-in"
 
 
+def overhead(args) -> None:
+    """Seconds of one evaluation, of the bootstrap over its rows and of each attack, and their ratios."""
+    from mule_cli.evaluate.attacks import AttackSettings, parse_attacks, run_attack
+    from mule_cli.evaluate.bootstrap import add_intervals
+    from mule_cli.evaluate.runner import EvalSettings, evaluate_one, generation_rows
+    from mule_cli.models import load_model
+    from mule_cli.records import read_many
+
+    files = sorted(glob.glob(f"examples/{args.domain}/eval/*.jsonl"))
+    if not files:
+        raise SystemExit(f"no examples/{args.domain}/eval/*.jsonl")
+    records = read_many(files)
+    model, tok = load_model("smollm2-135m", device="cpu", dtype="float32")
+    s = EvalSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, progress=True)
+    t0 = time.perf_counter()
+    metrics, rows = evaluate_one(model, tok, records, settings=s, label="evaluate")
+    t_eval = time.perf_counter() - t0
+    print(f"evaluate ({len(records)} records of {', '.join(files)}): {t_eval:.1f} s", flush=True)
+    models = [{"model": "base", **metrics, "overall": 0.0}, {"model": "copy", **metrics, "overall": 0.0}]
+    t0 = time.perf_counter()
+    add_intervals(models, {"base": rows, "copy": rows}, "base", n=1000)
+    t_boot = time.perf_counter() - t0
+    print(f"bootstrap 1000, two models: {t_boot:.2f} s = {100 * t_boot / t_eval:.2f}% of the evaluation "
+          "(target <= 5%)", flush=True)
+    for attack in parse_attacks(args.attacks):
+        t0 = time.perf_counter()
+        run_attack(attack, model, tok, records, rows, asr_threshold=0.5, settings=AttackSettings(), label=attack,
+                   evaluate_rows=lambda m, recs, label: generation_rows(m, tok, recs, s, label=label))
+        t_attack = time.perf_counter() - t0
+        print(f"attack {attack}: {t_attack:.1f} s = {t_attack / t_eval:.2f}x the evaluation", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    ap.add_argument("--overhead", action="store_true", help="time the bootstrap and the attacks instead")
+    ap.add_argument("--domain", default="harry_potter", help="--overhead: the example whose eval set is used")
+    ap.add_argument("--attacks", default="quant4,quant8,relearn,templates", help="--overhead: attacks to time")
     args = ap.parse_args()
 
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.overhead:
+        return overhead(args)
     from mule_cli.evaluate.runner import EvalSettings, evaluate_one
     from mule_cli.models import load_model
 

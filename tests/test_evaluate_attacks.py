@@ -145,7 +145,8 @@ def test_attacks_end_to_end_json_markdown_records_and_a_failing_model(tmp_path, 
     data, out = write_jsonl(tmp_path / "e.jsonl", RECORDS), tmp_path / "out"
     res = run("-m", tmp_path / "a", "-m", tmp_path / "b", "--data", data, "--mmlu", "none", "--max-new-tokens", 4,
               "--attacks", "quant4,quant8,relearn,templates", "--relearn-steps", 1, "--bootstrap", 200, "-q",
-              "--json", out / "r.json", "--markdown", out / "r.md", "--records", out / "rec.jsonl")
+              "--json", out / "r.json", "--markdown", out / "r.md", "--records", out / "rec.jsonl",
+              "--plot", out / "radar.png")
     assert res.exit_code == 0, res.output
     assert "attack relearn failed on" in res.output and "out of memory" in res.output
     report = json.loads((out / "r.json").read_text())
@@ -159,3 +160,4 @@ def test_attacks_end_to_end_json_markdown_records_and_a_failing_model(tmp_path, 
     rows = [json.loads(line) for line in (out / "rec.jsonl").read_text().splitlines()]
     assert {r.get("attack") for r in rows} == {None, "quant4", "quant8", "relearn", "templates"}
     assert "## Robustness attacks" in (out / "r.md").read_text()
+    assert (out / "radar.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
