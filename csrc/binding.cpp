@@ -26,7 +26,10 @@ int dtype_code(at::ScalarType t) {
 std::vector<at::Tensor> forward(at::Tensor student, at::Tensor teacher, at::Tensor valid, int64_t k, double beta,
                                 bool cuda) {
   TORCH_CHECK(student.dim() == 3 && teacher.sizes() == student.sizes(), "expected matching [B, T, V] logits");
-  TORCH_CHECK(student.scalar_type() == teacher.scalar_type(), "student and teacher dtypes differ");
+  const int s_code = dtype_code(student.scalar_type()), t_code = dtype_code(teacher.scalar_type());
+  TORCH_CHECK(mule::supported_pair(s_code, t_code), "topk_union_smooth_l1: student ", student.scalar_type(),
+              " with teacher ", teacher.scalar_type(),
+              " (the kernels take one dtype, or a float16/bfloat16 student with a float32 teacher)");
   TORCH_CHECK(valid.scalar_type() == at::kBool && valid.dim() == 2 && valid.size(0) == student.size(0) &&
                   valid.size(1) == student.size(1), "valid must be a [B, T] bool mask");
   const int64_t V = student.size(2);
@@ -46,18 +49,17 @@ std::vector<at::Tensor> forward(at::Tensor student, at::Tensor teacher, at::Tens
   mule::TopkUnionArgs args{student.data_ptr(), teacher.data_ptr(), valid.data_ptr<bool>(), B, T, V,
                            student.stride(0), student.stride(1), teacher.stride(0), teacher.stride(1), k, beta, W,
                            row_loss.data_ptr(), idx.data_ptr<int64_t>(), val.data_ptr()};
-  const int code = dtype_code(student.scalar_type());
   if (!cuda) {
     TORCH_CHECK(student.device().is_cpu(), "forward_cpu got a ", student.device(), " tensor");
-    mule::topk_union_forward_cpu(code, args);
+    mule::topk_union_forward_cpu(s_code, t_code, args);
     return {row_loss, idx, val};
   }
 #ifdef MULE_WITH_CUDA
   TORCH_CHECK(student.is_cuda() && teacher.is_cuda() && valid.is_cuda(), "forward_cuda needs CUDA tensors");
-  TORCH_CHECK(code != mule::kFloat64, "the CUDA kernel supports float32/float16/bfloat16");
+  TORCH_CHECK(s_code != mule::kFloat64, "the CUDA kernel supports float32/float16/bfloat16");
   TORCH_CHECK(k <= 256, "the CUDA kernel supports k <= 256");
   const c10::cuda::CUDAGuard guard(student.device());
-  const int err = mule_topk_union_forward_cuda(code, &args, c10::cuda::getCurrentCUDAStream().stream());
+  const int err = mule_topk_union_forward_cuda(s_code, t_code, &args, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == 0, "topk_union CUDA kernel launch failed (cudaError ", err, ")");
   return {row_loss, idx, val};
 #else

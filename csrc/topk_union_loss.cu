@@ -12,7 +12,7 @@
 //     If the buffer overflows (pathological ties), an exact slow path takes K rounds of block max.
 // Then the union, the Smooth-L1 terms and the gradient coefficients are formed in shared memory and
 // the row loss is summed by one thread in index order (deterministic). Arithmetic is fp32 for
-// float, __half and __nv_bfloat16 inputs.
+// float, __half and __nv_bfloat16 inputs (student and teacher may differ: see the header).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -158,7 +158,7 @@ __device__ bool select_topk(const T* __restrict__ x, int64_t V, int K, uint32_t*
   return true;
 }
 
-template <typename T>
+template <typename S, typename T>
 __global__ void __launch_bounds__(kThreads) topk_union_kernel(mule::TopkUnionArgs a) {
   __shared__ Smem sm;
   const int tid = threadIdx.x;
@@ -166,7 +166,7 @@ __global__ void __launch_bounds__(kThreads) topk_union_kernel(mule::TopkUnionArg
   const int K = static_cast<int>(a.k);
   const float beta = static_cast<float>(a.beta);
   float* row_loss = static_cast<float*>(a.row_loss);
-  const T* S = static_cast<const T*>(a.student);
+  const S* Ss = static_cast<const S*>(a.student);
   const T* Tt = static_cast<const T*>(a.teacher);
 
   for (int64_t r = blockIdx.x; r < N; r += gridDim.x) {
@@ -181,7 +181,7 @@ __global__ void __launch_bounds__(kThreads) topk_union_kernel(mule::TopkUnionArg
       continue;
     }
     const int64_t b = r / a.T, t = r % a.T;
-    const T* s_row = S + b * a.s_stride_b + t * a.s_stride_t;
+    const S* s_row = Ss + b * a.s_stride_b + t * a.s_stride_t;
     const T* t_row = Tt + b * a.t_stride_b + t * a.t_stride_t;
     const bool ok = select_topk(t_row, V, K, sm.top_t, sm) && select_topk(s_row, V, K, sm.top_s, sm);
     if (!ok) {
@@ -244,17 +244,26 @@ __global__ void __launch_bounds__(kThreads) topk_union_kernel(mule::TopkUnionArg
 
 }  // namespace
 
-extern "C" int mule_topk_union_forward_cuda(int dtype, const mule::TopkUnionArgs* args, void* stream) {
+extern "C" int mule_topk_union_forward_cuda(int student_dtype, int teacher_dtype, const mule::TopkUnionArgs* args,
+                                            void* stream) {
   const int64_t N = args->B * args->T;
   if (N == 0) return 0;
-  if (args->k < 1 || args->k > kMaxK || args->k > args->V || args->V >= (int64_t(1) << 32))
+  if (args->k < 1 || args->k > kMaxK || args->k > args->V || args->V >= (int64_t(1) << 32) ||
+      !mule::supported_pair(student_dtype, teacher_dtype))
     return static_cast<int>(cudaErrorInvalidValue);
   const unsigned grid = static_cast<unsigned>(N < (int64_t(1) << 30) ? N : (int64_t(1) << 30));
   cudaStream_t st = static_cast<cudaStream_t>(stream);
-  switch (dtype) {
-    case mule::kFloat32: topk_union_kernel<float><<<grid, kThreads, 0, st>>>(*args); break;
-    case mule::kFloat16: topk_union_kernel<__half><<<grid, kThreads, 0, st>>>(*args); break;
-    case mule::kBFloat16: topk_union_kernel<__nv_bfloat16><<<grid, kThreads, 0, st>>>(*args); break;
+  const bool mixed = student_dtype != teacher_dtype;  // then the teacher is float32 (supported_pair)
+  switch (student_dtype) {
+    case mule::kFloat32: topk_union_kernel<float, float><<<grid, kThreads, 0, st>>>(*args); break;
+    case mule::kFloat16:
+      if (mixed) topk_union_kernel<__half, float><<<grid, kThreads, 0, st>>>(*args);
+      else topk_union_kernel<__half, __half><<<grid, kThreads, 0, st>>>(*args);
+      break;
+    case mule::kBFloat16:
+      if (mixed) topk_union_kernel<__nv_bfloat16, float><<<grid, kThreads, 0, st>>>(*args);
+      else topk_union_kernel<__nv_bfloat16, __nv_bfloat16><<<grid, kThreads, 0, st>>>(*args);
+      break;
     default: return static_cast<int>(cudaErrorInvalidValue);
   }
   return static_cast<int>(cudaGetLastError());

@@ -7,6 +7,10 @@
 //   idx[r, 0..W), val[r, 0..W)  the sparse gradient clamp((s_j−t_j)/β, −1, 1)/|U|, W = min(2K, V);
 // slots past |U| repeat slot 0 (same index, same value) so a plain scatter stays deterministic.
 // Invalid rows get loss 0, idx 0, val 0. A row with NaN/±inf in s or t gets loss NaN and val NaN.
+//
+// Dtypes: student and teacher of one dtype, or a float16/bfloat16 student with a float32 teacher. Each
+// element is up-cast to the accumulation type (float; double for float64) as it is read, so a mixed
+// pair needs no copy and neither side is rounded to the other's precision.
 #pragma once
 #include <cstdint>
 
@@ -28,11 +32,18 @@ struct TopkUnionArgs {
   void* val;       // [B*T, W] acc type
 };
 
+// True for the (student, teacher) dtype pairs the kernels read directly (see "Dtypes" above).
+inline bool supported_pair(int student_dtype, int teacher_dtype) {
+  return student_dtype == teacher_dtype ||
+         (teacher_dtype == kFloat32 && (student_dtype == kFloat16 || student_dtype == kBFloat16));
+}
+
 // CPU: rows in parallel (at::parallel_for); K-th-value threshold rejects most elements in one compare.
-void topk_union_forward_cpu(int dtype, const TopkUnionArgs& args);
+void topk_union_forward_cpu(int student_dtype, int teacher_dtype, const TopkUnionArgs& args);
 
 }  // namespace mule
 
-// CUDA launcher (csrc/topk_union_loss.cu): float32/float16/bfloat16, K <= 256. `stream` is a
-// cudaStream_t. Returns a cudaError_t as int (0 = success).
-extern "C" int mule_topk_union_forward_cuda(int dtype, const mule::TopkUnionArgs* args, void* stream);
+// CUDA launcher (csrc/topk_union_loss.cu): float32/float16/bfloat16 (pairs as above), K <= 256.
+// `stream` is a cudaStream_t. Returns a cudaError_t as int (0 = success).
+extern "C" int mule_topk_union_forward_cuda(int student_dtype, int teacher_dtype, const mule::TopkUnionArgs* args,
+                                            void* stream);

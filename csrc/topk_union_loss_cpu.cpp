@@ -15,6 +15,7 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 namespace mule {
@@ -185,11 +186,12 @@ bool topk_row(const scalar_t* x, int64_t V, int64_t K, std::vector<Entry<typenam
   return true;
 }
 
-template <typename scalar_t>
+template <typename s_t, typename t_t>
 void forward(const TopkUnionArgs& a) {
-  using acc_t = typename Acc<scalar_t>::type;
-  const auto* S = static_cast<const scalar_t*>(a.student);
-  const auto* Tt = static_cast<const scalar_t*>(a.teacher);
+  using acc_t = typename Acc<s_t>::type;
+  static_assert(std::is_same<acc_t, typename Acc<t_t>::type>::value, "both sides accumulate in one type");
+  const auto* S = static_cast<const s_t*>(a.student);
+  const auto* Tt = static_cast<const t_t*>(a.teacher);
   auto* row_loss = static_cast<acc_t*>(a.row_loss);
   auto* val = static_cast<acc_t*>(a.val);
   const int64_t N = a.B * a.T, V = a.V, K = a.k, W = a.width;
@@ -215,8 +217,8 @@ void forward(const TopkUnionArgs& a) {
         continue;
       }
       const int64_t b = r / a.T, t = r % a.T;
-      const scalar_t* s_row = S + b * a.s_stride_b + t * a.s_stride_t;
-      const scalar_t* t_row = Tt + b * a.t_stride_b + t * a.t_stride_t;
+      const s_t* s_row = S + b * a.s_stride_b + t * a.s_stride_t;
+      const t_t* t_row = Tt + b * a.t_stride_b + t * a.t_stride_t;
       if (!topk_row(t_row, V, K, heap, top_t) || !topk_row(s_row, V, K, heap, top_s)) {
         row_loss[r] = nan;
         std::fill(idx_r, idx_r + W, int64_t(0));
@@ -250,12 +252,15 @@ void forward(const TopkUnionArgs& a) {
 
 }  // namespace
 
-void topk_union_forward_cpu(int dtype, const TopkUnionArgs& args) {
-  switch (dtype) {
-    case kFloat32: return forward<float>(args);
-    case kFloat64: return forward<double>(args);
-    case kFloat16: return forward<c10::Half>(args);
-    case kBFloat16: return forward<c10::BFloat16>(args);
+void topk_union_forward_cpu(int student_dtype, int teacher_dtype, const TopkUnionArgs& args) {
+  if (teacher_dtype == kFloat32 && student_dtype == kFloat16) return forward<c10::Half, float>(args);
+  if (teacher_dtype == kFloat32 && student_dtype == kBFloat16) return forward<c10::BFloat16, float>(args);
+  if (teacher_dtype != student_dtype) throw std::invalid_argument("topk_union_forward_cpu: unsupported dtype pair");
+  switch (student_dtype) {
+    case kFloat32: return forward<float, float>(args);
+    case kFloat64: return forward<double, double>(args);
+    case kFloat16: return forward<c10::Half, c10::Half>(args);
+    case kBFloat16: return forward<c10::BFloat16, c10::BFloat16>(args);
     default: throw std::invalid_argument("topk_union_forward_cpu: unsupported dtype code");
   }
 }

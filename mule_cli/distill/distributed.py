@@ -20,6 +20,7 @@ class Dist:
     world: int = 1
     local_rank: int = 0
     enabled: bool = False
+    device: str = "cpu"  # where tensors handed to a collective live: this rank's GPU under NCCL, else the CPU
 
     @property
     def main(self) -> bool:
@@ -32,16 +33,17 @@ def init(device: str) -> Dist:
     if world <= 1:
         return Dist()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    nccl = device.startswith("cuda")
     if not tdist.is_initialized():
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        if backend == "nccl":
+        if nccl:
             torch.cuda.set_device(local)
-        tdist.init_process_group(backend=backend)
-    return Dist(rank, world, local, True)
+        tdist.init_process_group(backend="nccl" if nccl else "gloo")
+    return Dist(rank, world, local, True, f"cuda:{local}" if nccl else "cpu")
 
 
 def device_for(dist: Dist, device: str) -> str:
-    return f"cuda:{dist.local_rank}" if dist.enabled and device.startswith("cuda") else device
+    """The model's device on this rank: its own GPU under torchrun (the collectives' device too)."""
+    return dist.device if dist.enabled and device.startswith("cuda") else device
 
 
 def barrier(dist: Dist) -> None:
@@ -50,9 +52,25 @@ def barrier(dist: Dist) -> None:
 
 
 def all_reduce_sum(dist: Dist, tensor: torch.Tensor) -> torch.Tensor:
+    """Sum `tensor` over ranks in place. It must live on dist.device: NCCL has no CPU backend, so a CPU
+    tensor would crash a GPU run's first step ("No backend type associated with device type cpu") while
+    every CPU (gloo) test passes — checked here, on every backend, so the mistake shows up anywhere."""
     if dist.enabled:
+        if tensor.device != torch.device(dist.device):
+            raise RuntimeError(f"a {tensor.device} tensor was handed to a collective of a process group on "
+                               f"{dist.device}; create it on dist.device")
         tdist.all_reduce(tensor, op=tdist.ReduceOp.SUM)
     return tensor
+
+
+def sum_over_ranks(dist: Dist, values: list[float]) -> list[float]:
+    """Element-wise sum of a few numbers over ranks (a step's loss sums, token count, non-finite flag).
+
+    float64, on dist.device: NCCL reduces float64 in every version (ncclFloat64 is in NCCL 2's type list;
+    it is bfloat16 that needs 2.10+), gloo does too, and sums of token counts stay exact past 2^24."""
+    if not dist.enabled:
+        return list(values)
+    return all_reduce_sum(dist, torch.tensor(values, dtype=torch.float64, device=dist.device)).tolist()
 
 
 def broadcast_object(dist: Dist, obj):

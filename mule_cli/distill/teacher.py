@@ -26,19 +26,24 @@ class Teacher:
         self.device = next(lm.parameters()).device
 
     def _run(self, side) -> torch.Tensor:
+        """Response logits in the dtype the model computes them (bf16 under bf16 autocast)."""
         side = side.to(self.device)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            return self.head(side.input_ids, side.attention_mask, side.positions).float()
+            return self.head(side.input_ids, side.attention_mask, side.positions)
 
     def logits(self, batch: Batch) -> torch.Tensor:
-        """Teacher logits [B, R, V] (fp32) aligned row by row with the student's response logits."""
+        """Teacher logits [B, R, V] aligned row by row with the student's response logits, in the model's
+        compute dtype: the losses accumulate in fp32 themselves and the fused kernel reads bf16 directly,
+        so an fp32 copy would only double the step's largest tensor. Amplification is computed in fp32 and
+        rounded once."""
         with torch.inference_mode():
             t = self._run(batch.teacher)
             rows = [i for i, o in enumerate(batch.objectives) if self.amplify[o]]
             if rows:
-                plain = self._run(_rows(batch.student, rows))
+                plain = self._run(_rows(batch.student, rows)).float()
                 lam = torch.tensor([self.amplify[batch.objectives[i]] for i in rows], device=t.device)
-                t[rows] = t[rows] + lam.view(-1, 1, 1) * (t[rows] - plain)
+                prompted = t[rows].float()
+                t[rows] = (prompted + lam.view(-1, 1, 1) * (prompted - plain)).to(t.dtype)
         return t.clone()  # a normal tensor: inference tensors cannot be saved for backward
 
     def plain_token_logprobs(self, batch: Batch) -> torch.Tensor:

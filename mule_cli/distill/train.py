@@ -353,7 +353,7 @@ def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dis
     counts = {}
     for ex in step_examples:
         counts[ex.objective] = counts.get(ex.objective, 0) + units(spec, ex.objective, ex.n)
-    sums = torch.zeros(len(OBJECTIVES), dtype=torch.float64)
+    sums = [0.0] * len(OBJECTIVES)
     tokens = 0
     finite = True
     cos_vecs: dict[str, torch.Tensor] = {}
@@ -367,7 +367,8 @@ def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dis
             with torch.autocast(torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 s = module(*(t.to(device) for t in (batch.student.input_ids, batch.student.attention_mask,
                                                      batch.student.positions)))
-            s = s.float()
+            # no up-cast: the losses accumulate in fp32 themselves, and the fused kernel reads bf16/fp16
+            # logits directly (an fp32 copy of [B, R, V] would be the step's largest tensor)
             terms = {}
             ok = bool(torch.isfinite(s[batch.student.valid.to(device)]).all())
             if ok:
@@ -402,10 +403,9 @@ def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dis
             tokens += batch.tokens()
             for obj, value in terms.items():
                 sums[OBJECTIVES.index(obj)] += float(value.detach())
-    stats = torch.tensor([*sums.tolist(), float(tokens), 0.0 if finite else 1.0], dtype=torch.float64)
-    D.all_reduce_sum(dist, stats)
-    finite = stats[-1].item() == 0.0
-    per_objective = {o: stats[j].item() / counts[o] for j, o in enumerate(OBJECTIVES) if counts.get(o)
+    stats = D.sum_over_ranks(dist, [*sums, float(tokens), 0.0 if finite else 1.0])
+    finite = stats[-1] == 0.0
+    per_objective = {o: stats[j] / counts[o] for j, o in enumerate(OBJECTIVES) if counts.get(o)
                      and o in spec.objectives}
     loss_value = sum(cfg.weights[o] * v for o, v in per_objective.items())
     grad_norm = float("nan")
@@ -422,7 +422,7 @@ def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dis
             norm = norm.full_tensor()
         grad_norm = float(norm)
         finite = math.isfinite(grad_norm)
-    row = {"loss": loss_value, "per_objective": per_objective, "tokens": stats[-2].item(), "finite": finite,
+    row = {"loss": loss_value, "per_objective": per_objective, "tokens": stats[-2], "finite": finite,
            "grad_norm": grad_norm}
     if cos_vecs and dist.main:
         row["cosine"] = _cosines(cos_vecs)

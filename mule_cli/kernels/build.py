@@ -1,9 +1,11 @@
 """Just-in-time build of the C++/CUDA extension (csrc/) into the user cache, with one-warning fallback.
 
 The build directory name carries the torch version, Python version, CUDA/CPU flavour and a hash of the
-sources, so upgrading torch or editing csrc/ never loads a stale binary. torch's `load` holds a file
-lock in that directory, so concurrent first uses build once. Only the CPU sources are compiled when
-torch has no CUDA (or nvcc is missing); a failed CUDA build is retried CPU-only.
+sources — and, for a CUDA build, of the nvcc version and the target architectures — so upgrading torch
+or the toolkit, editing csrc/ or moving the cache to other GPUs never loads a stale binary. torch's
+`load` holds a file lock in that directory, so concurrent first uses build once. Only the CPU sources
+are compiled when torch has no CUDA (or nvcc is missing); a failed CUDA build is reported once on
+stderr (the tail of the nvcc/ninja log), kept for `kernels.backend("cuda")`, and retried CPU-only.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import subprocess
 import sys
 import threading
 import warnings
@@ -24,9 +27,12 @@ NAME = "mule_topk_union"
 CPU_SOURCES = ("binding.cpp", "topk_union_loss_cpu.cpp")
 CUDA_SOURCES = ("topk_union_loss.cu",)
 HEADERS = ("topk_union_loss.h",)
+LOG_TAIL_LINES = 25
 
 _lock = threading.Lock()
-_state: dict = {}  # "ext": module or None, "error": str
+# "ext": module or None, "error": str (nothing built), "kernels": device types the loaded extension
+# serves, "cuda_error": why it has no CUDA kernel (None when it has one), "warned": bool
+_state: dict = {}
 
 
 class ExtensionUnavailable(RuntimeError):
@@ -42,18 +48,54 @@ def csrc_dir() -> Path:
     raise ExtensionUnavailable(f"csrc/ with {CPU_SOURCES[0]} not found next to {here.parents[1]}")
 
 
-def _want_cuda() -> bool:
+def cuda_skip_reason() -> str | None:
+    """Why no CUDA build is attempted here, or None when one is."""
     if os.environ.get("MULE_KERNELS_NO_CUDA"):
-        return False
+        return "MULE_KERNELS_NO_CUDA is set"
+    if torch.version.cuda is None:
+        return "this torch build has no CUDA"
     from torch.utils.cpp_extension import CUDA_HOME
 
-    return torch.version.cuda is not None and CUDA_HOME is not None
+    if CUDA_HOME is None:
+        return "no CUDA toolkit found (nvcc; set CUDA_HOME)"
+    return None
+
+
+def nvcc_version() -> str:
+    """`nvcc --version` of the compiler torch's build will use (PYTORCH_NVCC, else CUDA_HOME/bin/nvcc).
+
+    Why in the cache key: torch.version.cuda is the toolkit torch was built with, not the nvcc on this
+    machine; a binary from another nvcc may need a newer driver or miss this toolkit's fixes. (Run once
+    per process: the extension is loaded once.)
+    """
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    nvcc = os.environ.get("PYTORCH_NVCC") or (str(Path(CUDA_HOME) / "bin" / "nvcc") if CUDA_HOME else "nvcc")
+    try:
+        return subprocess.run([*nvcc.split(), "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def cuda_archs() -> str:
+    """The GPU architectures a CUDA build targets: TORCH_CUDA_ARCH_LIST, else (as torch does) the
+    visible GPUs'. Why in the cache key: a binary built for other GPUs fails at launch with "no kernel
+    image is available" — e.g. a cache directory shared by nodes with different GPUs."""
+    archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "")
+    if archs and archs != "native":
+        return archs
+    if not torch.cuda.is_available():
+        return archs
+    caps = sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
+    return ";".join(f"{major}.{minor}" for major, minor in caps)
 
 
 def build_dir(with_cuda: bool, sources: list[Path]) -> Path:
     digest = hashlib.sha256()
     for path in sources:
         digest.update(path.read_bytes())
+    if with_cuda:
+        digest.update(f"\0archs={cuda_archs()}\0nvcc={nvcc_version()}".encode())
     flavour = f"cu{torch.version.cuda}" if with_cuda else "cpu"
     tag = f"torch{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}-{flavour}-{digest.hexdigest()[:12]}"
     return cache_dir() / "extensions" / re.sub(r"[^A-Za-z0-9._-]", "_", tag)
@@ -80,23 +122,51 @@ def _build(with_cuda: bool):
     )
 
 
+def log_tail(exc: BaseException, lines: int = LOG_TAIL_LINES) -> str:
+    """`Type: message` of a build error, cut to its first line and its last `lines`: torch puts the whole
+    ninja log (compile commands included) in the message, and the compiler's error is at its end."""
+    text = [line[:500] for line in f"{type(exc).__name__}: {exc}".strip().splitlines()]
+    return "\n".join(text if len(text) <= lines + 1 else [text[0], "...", *text[-lines:]])
+
+
+def _report_cuda_failure(error: str) -> None:
+    """Say once, on stderr, that CUDA logits will use the slow reference — otherwise the only trace of
+    a broken nvcc setup is `backend("cuda") == "reference"`."""
+    print(f"mule: the CUDA kernel of the fused loss did not build; CUDA logits use the pure-PyTorch "
+          f"reference loss (same values, slower). MULE_KERNELS_VERBOSE=1 shows the whole build log.\n"
+          f"{error}", file=sys.stderr, flush=True)
+
+
 def load_extension():
-    """The compiled extension module; raises ExtensionUnavailable (cached) when it cannot be built."""
+    """The compiled extension module; raises ExtensionUnavailable (cached) when it cannot be built.
+
+    A failed CUDA build is retried CPU-only; when that works, the CUDA error is printed once and kept
+    (cuda_unavailable_reason). When nothing builds, the exception carries every error instead."""
     with _lock:
         if "ext" in _state:
             if _state["ext"] is None:
                 raise ExtensionUnavailable(_state["error"])
             return _state["ext"]
-        errors = []
-        for with_cuda in ([True, False] if _want_cuda() else [False]):
+        skip = cuda_skip_reason()
+        errors: dict[str, str] = {}
+        ext = None
+        for flavour in (["CUDA", "CPU"] if skip is None else ["CPU"]):
             try:
-                _state["ext"] = _build(with_cuda)
-                return _state["ext"]
-            except Exception as exc:  # compiler missing, compile error, ...: keep the message
-                errors.append(f"{'CUDA' if with_cuda else 'CPU'} build: {type(exc).__name__}: {exc}".strip())
-        _state["ext"] = None
-        _state["error"] = "could not build the fused loss extension from " + str(csrc_dir_or_none()) + ": " + " | ".join(errors)
-        raise ExtensionUnavailable(_state["error"])
+                ext = _build(flavour == "CUDA")
+                break
+            except Exception as exc:  # compiler missing, compile error, ...: keep the end of the log
+                errors[flavour] = f"{flavour} build: {log_tail(exc)}"
+        if ext is None:
+            _state.update(ext=None, kernels=(), cuda_error=skip or errors["CUDA"])
+            _state["error"] = (f"could not build the fused loss extension from {csrc_dir_or_none()}: "
+                               + " | ".join(errors.values()))
+            raise ExtensionUnavailable(_state["error"])
+        cuda = bool(ext.has_cuda())  # read once here: no pybind call is ever traced by torch.compile
+        _state.update(ext=ext, kernels=("cpu", "cuda") if cuda else ("cpu",),
+                      cuda_error=None if cuda else skip or errors.get("CUDA"))
+        if "CUDA" in errors:
+            _report_cuda_failure(errors["CUDA"])
+        return ext
 
 
 def csrc_dir_or_none():
@@ -115,6 +185,19 @@ def extension_or_none():
             _state["warned"] = True
             warnings.warn(f"{exc}; falling back to the pure-PyTorch reference loss", RuntimeWarning, stacklevel=3)
         return None
+
+
+def loaded_kernels() -> tuple[str, ...]:
+    """Device types ("cpu", "cuda") the ALREADY loaded extension has kernels for; () before a load.
+
+    Plain Python state, so torch.compile(fullgraph=True) traces it (a pybind call would break the graph)."""
+    return _state.get("kernels", ())
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why the loaded (or failed) extension has no CUDA kernel — the kept build error, or why no CUDA
+    build was tried; None when it has one or nothing was loaded yet."""
+    return _state.get("cuda_error")
 
 
 def reset() -> None:

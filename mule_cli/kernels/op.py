@@ -6,8 +6,9 @@ valid rows — so no [N, V] buffer lives between forward and backward. Backward 
 scaled by grad_output, into a dense gradient of the student's dtype (the only [N, V] allocation).
 
 Op schema: (student [B,T,V], teacher [B,T,V], valid [B,T] bool, k, beta) -> (loss [], idx [N,W] int64,
-val [N,W]) with W = min(2K, V); loss/val are float32 (float64 for float64 logits). Rows with NaN/±inf
-yield NaN; the public wrapper turns that into a ValueError.
+val [N,W]) with W = min(2K, V); loss/val are float32 (float64 for float64 logits). The teacher has the
+student's dtype, or is float32 under a float16/bfloat16 student (read without a copy; the public wrapper
+up-casts any other mix). Rows with NaN/±inf yield NaN; the public wrapper turns that into a ValueError.
 """
 
 from __future__ import annotations

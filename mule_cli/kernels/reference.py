@@ -71,12 +71,14 @@ def reference_loss(
 ) -> torch.Tensor:
     """Mean over valid positions of (1/|U|) Σ_{j∈U} huber_β(s_j − t_j), U = topK(t) ∪ topK(s).
 
-    Returns a float32 scalar (float64 for float64 inputs); no gradient flows to the teacher. All positions
-    masked out -> 0.0 (with a zero gradient). A NaN/±inf in a valid position raises ValueError.
+    Returns a float32 scalar (float64 if either input is float64); no gradient flows to the teacher. All
+    positions masked out -> 0.0 (with a zero gradient). A NaN/±inf in a valid position raises ValueError.
+    Mixed dtypes follow the fused op's rule (`kernels.kernel_inputs`): each input is read at its own
+    precision and both are up-cast to the accumulation dtype; neither is rounded to the other's dtype.
     """
     check_args(student, teacher, k, beta, valid)
     vocab = student.shape[-1]
-    acc = torch.float64 if student.dtype == torch.float64 else torch.float32
+    acc = torch.promote_types(torch.promote_types(student.dtype, teacher.dtype), torch.float32)
     s = student.reshape(-1, vocab)
     t = teacher.detach().reshape(-1, vocab)
     if valid is not None:
