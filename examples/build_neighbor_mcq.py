@@ -54,11 +54,15 @@ def pick_distractors(rec: dict, pool: list[dict], rng: random.Random) -> list[st
     return rng.sample(closest, N_DISTRACTORS)
 
 
-def build(domain: Path, seed: int = 0) -> list[dict]:
-    known = read_records(domain / "neighbor.jsonl", objectives=["neighbor"])
+def build(domain: Path, seed: int = 0, records: list[dict] | None = None) -> list[dict]:
+    """MCQs for `records` (default: the domain's known `neighbor.jsonl`), distractors drawn from all of
+    the domain's neighbour candidates. A record's MCQ depends only on (seed, id, candidates), so the MCQ
+    of a record is the same whichever list it is built in."""
+    if records is None:
+        records = read_records(domain / "neighbor.jsonl", objectives=["neighbor"])
     pool = read_records(domain / "candidates" / "neighbor.jsonl", objectives=["neighbor"])
     out = []
-    for rec in known:
+    for rec in records:
         rng = random.Random(f"{seed}:{rec['id']}")
         choices = [rec["answer"], *pick_distractors(rec, pool, rng), REFUSAL]
         rng.shuffle(choices)

@@ -19,13 +19,16 @@ MMLU_LIMIT=${MMLU_LIMIT:-200}
 mkdir -p "$out"
 say() { printf '\n== %s ==\n' "$*" >&2; }
 
-say "1/5 standardize: unified records, neighbour MCQs, anchors, disjoint train/eval split"
-"$mule" standardize "$ex/forget.jsonl" "$ex/neighbor.jsonl" "$ex/retain.jsonl" \
-  --target "$target" --mcq --mcq-objectives neighbor --split eval=0.25 --seed 0 -o "$out/data.jsonl"
+say "1/5 standardize: unified records, neighbour MCQs, anchors from the fixed train files ($ex/train/)"
+"$mule" standardize "$ex/train/forget.jsonl" "$ex/train/neighbor.jsonl" "$ex/train/retain.jsonl" \
+  --target "$target" --mcq --mcq-objectives neighbor --seed 0 -o "$out/data.jsonl"
 
-say "2/5 attack: search prefilling prefixes against the base model (train and eval separately)"
-"$mule" attack -i "$out/data.train.jsonl" -o "$out/train.jsonl" --rounds 2 --seed 0 --summary "$out/attack_train.json"
-"$mule" attack -i "$out/data.eval.jsonl" -o "$out/eval.jsonl" --rounds 2 --seed 1 --summary "$out/attack_eval.json"
+say "2/5 attack: search prefilling prefixes against the base model (train only; eval has its own, fixed)"
+"$mule" attack -i "$out/data.jsonl" -o "$out/train.jsonl" --rounds 2 --seed 0 --summary "$out/attack_train.json"
+# The fixed eval set (examples/build_eval_set.py; no question shared with train/): one file for results.sh.
+eval_files=("$ex"/eval/*.jsonl)
+cat "${eval_files[@]}" > "$out/eval.jsonl"
+eval_data=(); for f in "${eval_files[@]}"; do eval_data+=(--data "$f"); done
 
 say "3/5 distill: bidirectional top-K logit distillation from the intention-prompted teacher ($STEPS steps)"
 "$mule" distill --data "$out/train.jsonl" "${OURS_OPTIONS[@]}" --target "$target" \
@@ -34,8 +37,8 @@ say "3/5 distill: bidirectional top-K logit distillation from the intention-prom
 say "4/5 MMLU sample (fetched once into the cache)"
 "$mule" data mmlu
 
-say "5/5 evaluate: base vs unlearned on the eval split (no question shared with training)"
-"$mule" evaluate --model smollm2-135m --model "$out/model" --data "$out/eval.jsonl" \
+say "5/5 evaluate: base vs unlearned on the fixed eval set $ex/eval/ (no question shared with training)"
+"$mule" evaluate --model smollm2-135m --model "$out/model" "${eval_data[@]}" \
   --mmlu auto --mmlu-limit "$MMLU_LIMIT" \
   --json "$out/eval.json" --markdown "$out/eval.md" --records "$out/eval_records.jsonl" --plot "$out/radar.png"
 

@@ -1,7 +1,7 @@
 """How far do the metrics move when nothing is unlearned? Writes copies of the base model with small
 Gaussian noise added to every weight matrix (std = REL x the matrix's own std, seed 0), to evaluate beside
-the trained models. The eval split keeps only facts the base answers (`standardize --known-by`), so the
-base sits at Retain 100 and any change to the weights can only lower it: this measures that floor.
+the trained models. On records the base answers (the known forget set; retain and neighbour records it
+gets right) any change to the weights can only lower the score: this measures that floor.
 
 Usage: .venv/bin/python examples/noise_floor.py 0.01 0.03 [--model smollm2-135m] [--out runs/noise]
 then:  mule evaluate -m smollm2-135m -m runs/noise/rel0.01 -m runs/noise/rel0.03 --data runs/demo/eval.jsonl

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reruns the docs/RESULTS.md table for one domain on the default model: every method trained on the
-# same train split, then ONE `mule evaluate` call (base, in-context teachers, all trained models) on the
-# eval split. Usage: bash examples/results.sh [harry_potter|cyber] [METHOD ...]
+# same training data (runs/demo*/train.jsonl, built from examples/<domain>/train/), then ONE `mule evaluate`
+# call (base, in-context teachers, all trained models) on the fixed eval set examples/<domain>/eval/*.jsonl
+# (examples/build_eval_set.py). Usage: bash examples/results.sh [harry_potter|cyber] [METHOD ...]
 # Needs the data that `make demo` (or `make demo-cyber`) wrote; ~5 min per method on a 2-core CPU.
 # OURS_ARGS adds options to `ours`; EXTRA_MODELS (e.g. "--model runs/exp/x/model") adds rows to the evaluation.
 # REUSE=1 keeps a method's already trained model (runs/results/<domain>/<method>/model); EVAL=0 only trains.
@@ -22,6 +23,7 @@ SEED=${SEED:-0}
 source examples/results_dir.sh && out=${OUT:-$(results_dir "$domain" "$SEED")}
 STEPS=${STEPS:-60}
 [ -f "$data/train.jsonl" ] || { echo "run 'make demo' (or demo-cyber) first: $data/train.jsonl missing" >&2; exit 2; }
+eval_data=(); for f in examples/"$domain"/eval/*.jsonl; do eval_data+=(--data "$f"); done
 models=()
 for method in "${methods[@]}"; do
   models+=(--model "$out/$method/model")
@@ -41,6 +43,6 @@ for method in "${methods[@]}"; do
 done
 [ "${EVAL:-1}" = 1 ] || exit 0
 "$mule" evaluate --model smollm2-135m "${models[@]}" ${EXTRA_MODELS:-} --teacher oracle --teacher ensemble \
-  --intentions "examples/$domain/intentions.json" --target "$target" --data "$data/eval.jsonl" \
+  --intentions "examples/$domain/intentions.json" --target "$target" "${eval_data[@]}" \
   --mmlu auto --mmlu-limit "${MMLU_LIMIT:-200}" -q \
   --json "$out/eval.json" --markdown "$out/eval.md" --records "$out/records.jsonl" --plot "$out/radar.png"
