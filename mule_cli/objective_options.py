@@ -1,6 +1,6 @@
 """Options that take one value for every objective or `objective=value` pairs (`--weights`,
-`--response`, `--demos`, `--amplify`), or a list of objectives (`--refusal-anchors`, `--protect`): one
-parser each, so they all read and fail the same way."""
+`--response`, `--demos`, `--amplify`), or a list of objectives (`--refusal-anchors`): one parser each,
+so they all read and fail the same way."""
 
 from __future__ import annotations
 
@@ -27,27 +27,13 @@ def objective_items(text: str | dict, option: str, form: str) -> list[tuple[str,
     return items
 
 
-def comma_list(value: str | Sequence[str] | None) -> list[str]:
-    """`a, b,,c` (or a list) -> ['a', 'b', 'c']: stripped, blanks dropped, None -> []."""
+def objective_list(value: str | Sequence[str] | None) -> list[str]:
+    """`neighbor, retain` (or a list) -> ['neighbor', 'retain']: stripped, blanks dropped; '' / 'none' /
+    None -> []. Unchecked."""
     if value is None:
         return []
-    return [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v and v.strip()]
-
-
-def objective_list(value: str | Sequence[str] | None) -> list[str]:
-    """`neighbor, retain` (or a list) -> ['neighbor', 'retain']; '' / 'none' / None -> []. Unchecked."""
-    items = comma_list(value)
+    items = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v and v.strip()]
     return [] if items == ["none"] else items
-
-
-def objective_subset(value: str | Sequence[str] | None, option: str) -> tuple[str, ...]:
-    """`retain,neighbor` -> ('neighbor', 'retain') in OBJECTIVES order (canonical: run.json and resume
-    compare it); '' / 'none' / None -> (); anything not an objective is an error."""
-    items = objective_list(value)
-    for item in items:
-        if item not in OBJECTIVES:
-            raise MuleError(f"{option}: {item!r} is not an objective (use {', '.join(OBJECTIVES)})")
-    return tuple(o for o in OBJECTIVES if o in items)
 
 
 def per_objective(text: str | int | dict | None, option: str, form: str, default: T,

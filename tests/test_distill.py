@@ -398,6 +398,14 @@ def test_parse_response_per_objective_and_errors():
         DistillConfig(model="m", data=["d"], output="o", response="pupil")
 
 
+def test_retain_weight_is_for_the_baselines_with_a_retain_nll():
+    for method in ("graddiff", "npo", "simnpo"):
+        assert DistillConfig(model="m", data=["d"], output="o", method=method, retain_weight=2.0).retain_weight == 2.0
+    for method in ("ours", "duet", "bild", "sft", "ga"):
+        with pytest.raises(MuleError, match=f"retain NLL of graddiff, npo, simnpo; {method} has none"):
+            DistillConfig(model="m", data=["d"], output="o", method=method, retain_weight=1.0)
+
+
 def test_amplify_one_number_means_forget_like_or_per_objective():
     from mule_cli.distill.config import parse_amplify
 

@@ -63,31 +63,9 @@ Examples:
               help="neighbor,retain: add a copy of each such record forced on the --refusal text and distilled from "
                    "the plain base model (trained as retain), so the student refuses them no more readily than the "
                    "base did (ours/duet/bild).")
-@click.option("--protect", default="", metavar="OBJECTIVES",
-              help="retain: gradient surgery (PCGrad): each step the other objectives' gradient loses its component "
-                   "against the protected objectives' gradient when the two conflict, so a step does not trade "
-                   "retain away for forgetting (one extra backward pass; not under torchrun yet).")
-@click.option("--own-prefills", is_flag=True,
-              help="Add an adversarial copy of each forget record prefilled with the base model's own answer up to "
-                   "the fact (\"The author of … is actually\" → \"J.K. Rowling\"), so the student also forgets "
-                   "where it states the fact in the middle of a sentence (answers generated once and cached).")
-@click.option("--no-eot", default="", metavar="OBJECTIVES",
-              help="forget,adversarial,neighbor: do not train the end-of-turn token after these objectives' answers. "
-                   "After a short data answer (\"J.R.R. Tolkien\") the base would go on in a sentence, while a "
-                   "teacher shown short demos stops at once; trained, that stop makes the student answer every "
-                   "question tersely.")
-@click.option("--first-sentence", default="", metavar="OBJECTIVES",
-              help="retain (or any objectives): cut their generated answers (--response base|teacher) after the "
-                   "first sentence. The base's greedy answers run on past the fact; cut, the per-token loss weighs "
-                   "the opener and the fact, not the tail.")
 @click.option("--weights", default="forget=1,retain=1,neighbor=1,adversarial=1", show_default=True,
               help="Per-objective loss weights.")
 @click.option("--top-k", type=int, default=LD.DISTILL_TOP_K, show_default=True, help="K of ours/duet.")
-@click.option("--center-logits", is_flag=True,
-              help="ours/duet: shift the teacher's logits, per position, by their mean gap to the student's over "
-                   "the selected tokens before the Smooth-L1. An intention prompt moves the teacher's whole logit "
-                   "level, which softmax ignores but a raw-logit loss turns into a push on every logit; centred, "
-                   "only the teacher's relative preferences are distilled. Off by default (the paper's raw loss).")
 @click.option("--beta", type=float, default=LD.DISTILL_HUBER_BETA, show_default=True, help="Smooth-L1 β of ours/duet.")
 @click.option("--bild-top-k", type=int, default=LD.BILD_TOP_K, show_default=True)
 @click.option("--bild-temperature", type=float, default=LD.BILD_TEMPERATURE, show_default=True)
@@ -96,9 +74,7 @@ Examples:
 @click.option("--simnpo-gamma", type=float, default=LD.SIMNPO_GAMMA, show_default=True)
 @click.option("--forget-weight", type=float, help="Scale of the forget term of ga/graddiff/npo/simnpo "
               "(default: the method's: 1, simnpo 0.1375).")
-@click.option("--retain-weight", type=float, help="Scale of the retain NLL: graddiff/npo/simnpo (default 1); "
-              "ours/duet/bild add it beside the distillation loss on retain records, refusal anchors "
-              "excepted (default 0 = none).")
+@click.option("--retain-weight", type=float, help="Scale of the retain NLL of graddiff/npo/simnpo (default 1).")
 @click.option("--loss-impl", type=click.Choice(["auto", "fused", "reference"]), default="auto", show_default=True,
               help="Top-K loss implementation of `ours`.")
 @click.option("--lr", type=float, default=5e-5, show_default=True)
@@ -106,9 +82,6 @@ Examples:
 @click.option("--warmup-steps", type=int, default=0, show_default=True)
 @click.option("--schedule", type=click.Choice(["constant", "linear", "cosine"]), default="constant", show_default=True)
 @click.option("--max-grad-norm", type=float, default=1.0, show_default=True, help="Gradient clipping (0 = off).")
-@click.option("--freeze", default="", metavar="NAMES",
-              help="Keep the weights whose names contain one of these comma-separated substrings at the base's "
-                   "values, e.g. embed_tokens (the input/output embeddings, tied in small models) or layers.0.")
 @click.option("--lora-rank", type=int, default=0, show_default=True,
               help="Train rank-R LoRA adapters on the attention/MLP projections instead of every weight (0 = off); "
                    "merged into the saved model.")

@@ -82,24 +82,20 @@ def _fit(ids: list[int], resp: list[int], max_length: int, rec_id: str, side: st
 
 def build_examples(records: Sequence[dict], tokenizer, *, method: str, prompts: dict | None, teacher_mode: str = "oracle",
                    n_demos: int | str | dict = 0, max_length: int = 1024, generated: dict | None = None,
-                   refusal: str = REFUSAL, no_eot: Sequence[str] = (),
-                   demo_answers: dict | None = None) -> list[Example]:
+                   refusal: str = REFUSAL, demo_answers: dict | None = None) -> list[Example]:
     """Tokenise every record for the student and (when a prompted teacher is used) the teacher.
-    no_eot: objectives whose responses stop before the end-of-turn token (`--no-eot`): nothing teaches
-    the student where to stop answering them. demo_answers: see `teacher_prompt`."""
+    demo_answers: see `teacher_prompt`."""
     examples = []
     for i, rec in enumerate(records):
         resp_text = response_text(rec, method, generated, refusal)
         if not resp_text.strip():
             raise MuleError(f"record {rec['id']!r}: field 'answer' is empty; nothing to train on")
-        eot = rec["objective"] not in no_eot
-        s_ids, resp = encode_pair(tokenizer, student_prompt(tokenizer, rec), resp_text, add_eot=eot)
+        s_ids, resp = encode_pair(tokenizer, student_prompt(tokenizer, rec), resp_text)
         s_ids, resp_s = _fit(s_ids, resp, max_length, rec["id"], "student")
         t_ids = None
         if prompts is not None:
             t_full, resp_t = encode_pair(tokenizer, teacher_prompt(tokenizer, rec, records, prompts, teacher_mode,
-                                                                   n_demos, refusal, demo_answers), resp_text,
-                                         add_eot=eot)
+                                                                   n_demos, refusal, demo_answers), resp_text)
             t_ids, resp_t = _fit(t_full, resp_t, max_length, rec["id"], "teacher")
             n = min(len(resp_s), len(resp_t))  # both sides keep the same response prefix
             s_ids = s_ids[:len(s_ids) - len(resp_s) + n]

@@ -8,14 +8,13 @@ from dataclasses import dataclass, field
 
 from ..errors import MuleError
 from ..intentions import REFUSAL, parse_demos
-from ..objective_options import objective_items, objective_subset, per_objective
+from ..objective_options import objective_items, per_objective
 from ..records import OBJECTIVES
-from .freeze import parse_freeze
-from .projection import parse_protect
 from .refusal_anchors import parse_objectives as parse_anchor_objectives
 
 METHODS = ("ours", "duet", "bild", "sft", "ga", "graddiff", "npo", "simnpo")
 RESPONSE_SOURCES = ("data", "teacher", "base", "student")
+RETAIN_NLL_METHODS = ("graddiff", "npo", "simnpo")  # the methods --retain-weight applies to
 
 
 def parse_response(text: str | dict | None) -> dict[str, str]:
@@ -115,14 +114,8 @@ class DistillConfig:
     weights: dict = field(default_factory=lambda: {o: 1.0 for o in OBJECTIVES})
     refusal: str = REFUSAL  # what forget-like demos, SFT and refusal anchors answer (the prompts should say it too)
     refusal_anchors: str = ""  # "neighbor,retain": copies forced on the refusal, plain teacher (refusal_anchors.py)
-    protect: str | tuple = ""  # "retain": the other objectives' gradient may not oppose retain's (projection.py)
-    freeze: str | tuple = ""  # "embed_tokens": weights (name substrings) kept at the base's values (freeze.py)
-    own_prefills: bool = False  # adversarial copies of forget records prefilled with the base's own answer
-    no_eot: str | tuple = ""  # "forget,adversarial,neighbor": responses not followed by a trained end-of-turn token
-    first_sentence: str | tuple = ""  # "retain": generated (base/teacher) answers cut after their first sentence
     # loss hyper-parameters
     top_k: int = 20
-    center_logits: bool = False  # ours/duet: teacher shifted onto the student's level per position (losses/center.py)
     beta: float = 1.0
     bild_top_k: int = 8
     bild_temperature: float = 3.0
@@ -130,7 +123,7 @@ class DistillConfig:
     simnpo_beta: float = 2.5
     simnpo_gamma: float = 0.0
     forget_weight: float | None = None  # per-method scale of the forget-side term (None = method default)
-    retain_weight: float | None = None  # per-method scale of the retain NLL term (None = method default)
+    retain_weight: float | None = None  # graddiff/npo/simnpo: scale of the retain NLL term (None = method default)
     loss_impl: str = "auto"
     # optimisation
     lr: float = 5e-5
@@ -165,10 +158,6 @@ class DistillConfig:
         self.amplify = lams["forget"] if forget_only else lams
         counts = parse_demos(self.demos)  # checks it; one count stays a plain int (run.json, resume checks)
         self.demos = next(iter(counts.values())) if len(set(counts.values())) == 1 else counts
-        self.protect = ",".join(parse_protect(self.protect))  # canonical order: run.json and resume compare it
-        self.freeze = ",".join(parse_freeze(self.freeze))
-        self.no_eot = ",".join(objective_subset(self.no_eot, "--no-eot"))
-        self.first_sentence = ",".join(objective_subset(self.first_sentence, "--first-sentence"))
         if isinstance(self.data, (str, bytes)):
             self.data = [self.data]
         self.validate()
@@ -192,32 +181,18 @@ class DistillConfig:
             (not (self.lora_rank and self.fsdp), "--lora-rank does not work with --fsdp yet"),
             (self.top_k >= 1 and self.bild_top_k >= 1, "top-k values must be >= 1"),
             (self.beta > 0, "--beta must be > 0"),
-            (not self.center_logits or self.method in ("ours", "duet"),
-             "--center-logits applies to the Smooth-L1 losses of ours and duet only"),
             (self.save_every >= 0 and self.grad_cosine >= 0, "--save-every/--grad-cosine must be >= 0"),
             (self.max_bad_steps >= 1, "--max-bad-steps must be >= 1"),
             (self.student_refresh >= 1, "--student-refresh must be >= 1"),
             (not (self.fsdp and "student" in parse_response(self.response).values()),
              "--response OBJ=student does not work with --fsdp (generation needs the whole model)"),
             (any(w > 0 for w in self.weights.values()), "--weights: at least one objective needs a weight > 0"),
-            (not (self.protect and self.fsdp), "--protect does not work with --fsdp yet"),
-            (not (self.own_prefills and not self.needs_intentions),
-             "--own-prefills needs a distillation method (ours, duet, bild): the frozen teacher writes the answers"),
-            (not (self.own_prefills and self.weights["adversarial"] == 0),
-             "--own-prefills adds adversarial records, but the adversarial weight is 0"),
+            (self.retain_weight is None or self.method in RETAIN_NLL_METHODS,
+             f"--retain-weight scales the retain NLL of {', '.join(RETAIN_NLL_METHODS)}; {self.method} has none"),
         ]
         for ok, message in checks:
             if not ok:
                 raise MuleError(message)
-        self._check_first_sentence()
-
-    def _check_first_sentence(self) -> None:
-        """--first-sentence only cuts generated answers: on data answers it would silently do nothing."""
-        sources = self.response_sources
-        for obj in self.first_sentence_objectives:
-            if sources[obj] not in ("base", "teacher"):
-                raise MuleError(f"--first-sentence {obj} cuts generated answers, but {obj} is answered from "
-                                f"'{sources[obj]}' (add --response {obj}=base or {obj}=teacher)")
 
     @property
     def response_sources(self) -> dict[str, str]:
@@ -227,33 +202,15 @@ class DistillConfig:
     def demo_answer_sources(self) -> dict[str, str]:
         return parse_demo_answers(self.demo_answers)
 
-    @property
-    def no_eot_objectives(self) -> tuple[str, ...]:
-        return objective_subset(self.no_eot, "--no-eot")
-
-    @property
-    def first_sentence_objectives(self) -> tuple[str, ...]:
-        return objective_subset(self.first_sentence, "--first-sentence")
-
-    @property
-    def protected(self) -> tuple[str, ...]:
-        return parse_protect(self.protect)
-
-    @property
-    def needs_intentions(self) -> bool:
-        return self.method in ("ours", "duet", "bild")
-
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     # Options that change the numbers a run produces: a resume must keep them.
     RESUME_KEYS = ("model", "method", "target", "intentions", "teacher", "demos", "amplify", "response",
-                   "demo_answers", "student_refresh", "refusal", "refusal_anchors", "protect", "freeze",
-                   "own_prefills", "no_eot", "first_sentence", "weights", "top_k", "center_logits", "beta",
-                   "bild_top_k", "bild_temperature",
-                   "npo_beta", "simnpo_beta", "simnpo_gamma", "forget_weight", "retain_weight", "lr",
-                   "weight_decay", "warmup_steps", "schedule", "max_grad_norm", "lora_rank", "lora_alpha",
-                   "batch_size", "grad_accum", "epochs", "max_steps", "seed", "max_length")
+                   "demo_answers", "student_refresh", "refusal", "refusal_anchors", "weights", "top_k", "beta",
+                   "bild_top_k", "bild_temperature", "npo_beta", "simnpo_beta", "simnpo_gamma", "forget_weight",
+                   "retain_weight", "lr", "weight_decay", "warmup_steps", "schedule", "max_grad_norm", "lora_rank",
+                   "lora_alpha", "batch_size", "grad_accum", "epochs", "max_steps", "seed", "max_length")
 
 
 def config_changes(saved: dict, cfg: DistillConfig) -> list[str]:

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..losses import (bild_loss, centered_teacher, nll_loss, npo_loss, simnpo_loss, teacher_topk_smooth_l1,
-                      token_logprobs)
+from ..losses import bild_loss, nll_loss, npo_loss, simnpo_loss, teacher_topk_smooth_l1, token_logprobs
 from ..losses import defaults as D
 from ..losses.sequence import sequence_lengths, sequence_logprob
 
@@ -35,7 +34,6 @@ class MethodSpec:
 
 ALL = ("forget", "retain", "neighbor", "adversarial")
 SPECS = {
-    # distillation: no retain NLL unless --retain-weight asks for one (retain_nll_sum)
     "ours": MethodSpec("ours", ALL, True, False, False, 1.0, 0.0),
     "duet": MethodSpec("duet", ALL, True, False, False, 1.0, 0.0),
     "bild": MethodSpec("bild", ALL, True, False, False, 1.0, 0.0),
@@ -60,18 +58,6 @@ def units(spec: MethodSpec, objective: str, n_tokens: int) -> int:
     return 1 if spec.sequence_level_forget and objective in FORGET_LIKE else n_tokens
 
 
-def retain_nll_sum(batch, rows, s, labels, valid) -> torch.Tensor:
-    """Summed NLL of the forced answer on the retain rows that are not refusal anchors.
-
-    Why: the distillation term on retain starts at zero (student = base = its teacher) and its Smooth-L1
-    gradient is proportional to the drift, so a forget-side step that flips a retain answer's argmax is
-    barely resisted; NLL on the base's own answer (`--response retain=base`) pulls those tokens up from
-    the first step. Anchors are left out: NLL there would teach the refusal it guards against."""
-    keep = torch.tensor([not batch.examples[int(r)].anchor for r in rows], device=s.device)
-    mask = valid & keep[:, None]
-    return nll_loss(token_logprobs(s, labels), mask) * mask.sum()  # the mean times its count: the sum
-
-
 def loss_sums(spec: MethodSpec, cfg, batch, student_logits: torch.Tensor, teacher=None) -> dict[str, torch.Tensor]:
     """{objective: summed loss over its units in this micro-batch} (fp32 scalars on the graph)."""
     from ..kernels import topk_union_smooth_l1_loss
@@ -89,8 +75,6 @@ def loss_sums(spec: MethodSpec, cfg, batch, student_logits: torch.Tensor, teache
         n_tok = v.sum().to(torch.float32)
         if spec.prompted_teacher:
             t = t_logits[rows].to(s.dtype)
-            if cfg.center_logits:  # config allows it for ours and duet only
-                t = centered_teacher(s, t, cfg.top_k, union=spec.name == "ours")
             if spec.name == "ours":
                 per = topk_union_smooth_l1_loss(s, t, k=cfg.top_k, beta=cfg.beta, valid=v, impl=cfg.loss_impl)
             elif spec.name == "duet":
@@ -98,8 +82,6 @@ def loss_sums(spec: MethodSpec, cfg, batch, student_logits: torch.Tensor, teache
             else:
                 per = bild_loss(s, t, v, top_k=cfg.bild_top_k, temperature=cfg.bild_temperature)
             out[obj] = per * n_tok
-            if obj == "retain" and spec.retain_weight:
-                out[obj] = out[obj] + spec.retain_weight * retain_nll_sum(batch, rows, s, labels[rows], v)
             continue
         lp = token_logprobs(s, labels[rows])
         forget_like = obj in FORGET_LIKE

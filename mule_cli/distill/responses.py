@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Sequence
 
@@ -20,20 +19,6 @@ from ..models import cache_dir
 from .refusal_anchors import is_anchor
 
 MAX_NEW_TOKENS = 48
-# a sentence ends at . ! or ? followed by space and a capital/quote/bracket, unless the stop closes an
-# initial ("J.K. Rowling", "J. R. R. Tolkien") or a decimal ("3.1 million" has no space after the stop)
-_SENTENCE_END = re.compile(r"(?<!\b[A-Z])[.!?](?=\s+[\"'(A-Z])")
-
-
-def first_sentence(text: str) -> str:
-    """The text up to and including its first sentence's stop (all of it when it has one sentence).
-
-    Why (`--first-sentence retain`): the base's greedy answers run on for up to MAX_NEW_TOKENS after the
-    fact ("The capital of Scotland is Edinburgh, … landmarks like the Tower of London"); every position of
-    that tail weighs as much in the per-token mean as the opener and the fact, which are what a retain
-    question is scored on."""
-    m = _SENTENCE_END.search(text)
-    return text[:m.end()] if m else text
 
 
 def records_answered_by(records: Sequence[dict], sources: dict[str, str], source: str) -> list[dict]:

@@ -27,12 +27,9 @@ from .batches import (anchor_units, build_examples, collate, split_for_rank, stu
                       training_plan)
 from .config import DistillConfig, config_changes
 from .forward import ResponseLogits, decoder_layers
-from .freeze import freeze, parse_freeze
 from .methods import DISTILL_METHODS, loss_sums, spec_for, units
 from .on_policy import SOURCE as STUDENT, student_answers
-from .own_prefills import is_own_prefill, own_prefill_records
-from .projection import ConflictProjector
-from .responses import first_sentence, records_answered_by, teacher_responses
+from .responses import records_answered_by, teacher_responses
 from .refusal_anchors import is_anchor, parse_objectives as parse_anchor_objectives, refusal_anchor_records
 from .teacher import Teacher
 
@@ -168,8 +165,6 @@ def _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, pro
                  for r in teacher_recs]
         out.update(_cached_answers(dist, teacher, tokenizer, teacher_recs, texts, model_path, cfg.progress,
                                    "teacher answers"))
-    cut = {r["id"] for r in train_records if r["objective"] in cfg.first_sentence_objectives}
-    out = {i: first_sentence(a) if i in cut else a for i, a in out.items()}  # the cache keeps whole answers
     return out or None, demo_answers
 
 
@@ -200,18 +195,13 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
     need_teacher = spec.prompted_teacher or spec.reference
     teacher = Teacher(_load_lm(model_path, dtype, device), cfg.amplify, autocast_dtype) if need_teacher else None
 
-    if cfg.own_prefills:
-        forget = [r for r in train_records if r["objective"] == "forget" and not r.get("prefill")]
-        answers = _cached_answers(dist, teacher, tokenizer, forget, [student_prompt(tokenizer, r) for r in forget],
-                                  model_path, cfg.progress, "base answers (own prefills)") if forget else {}
-        train_records = train_records + own_prefill_records(train_records, answers)
     generated, demo_answers = _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, prompts,
                                                    model_path)
 
     def make_examples(answers):
         return build_examples(train_records, tokenizer, method=spec.name, prompts=prompts, teacher_mode=cfg.teacher,
                               n_demos=cfg.demos, max_length=cfg.max_length, generated=answers, refusal=cfg.refusal,
-                              no_eot=cfg.no_eot_objectives, demo_answers=demo_answers)
+                              demo_answers=demo_answers)
 
     examples = make_examples(generated)
     # --response OBJ=student: those records are re-tokenised on the student's own answers during training
@@ -228,7 +218,6 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
         from .lora import add_lora
 
         add_lora(lm, cfg.lora_rank, cfg.lora_alpha)
-    freeze(lm, parse_freeze(cfg.freeze))
     if cfg.gradient_checkpointing:
         if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5 name
             lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -256,7 +245,6 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
             "device": device, "dtype": str(dtype).replace("torch.", ""), "total_steps": total,
             "records": {o: sum(1 for r in records if r["objective"] == o) for o in OBJECTIVES},
             "refusal_anchors": sum(1 for r in train_records if is_anchor(r)),
-            "own_prefills": sum(1 for r in train_records if is_own_prefill(r)),
             "intentions": prompts, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     log = None
     if dist.main:
@@ -267,9 +255,6 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
         return {"step": step, "bad_run": bad_run, "config": cfg.to_dict(), "student_answers": student_texts}
 
     cos_params = [p for layer in decoder_layers(lm)[-3:] for p in layer.parameters() if p.requires_grad]
-    if cfg.protect and dist.world > 1:
-        raise MuleError("--protect does not work under torchrun yet (the protected gradient is not all-reduced)")
-    projector = ConflictProjector([p for p in module.parameters() if p.requires_grad]) if cfg.protect else None
     bar = tqdm(total=total, initial=start, desc="distill", unit="step", disable=not (cfg.progress and dist.main))
     last_row: dict = {}
     step = start
@@ -286,7 +271,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
             t0 = time.perf_counter()
             row = _train_step(cfg, spec, plan[step], examples, module, teacher, tokenizer.pad_token_id, dist,
                               device, autocast_dtype, cos_params if cfg.grad_cosine and step % cfg.grad_cosine == 0
-                              else None, projector)
+                              else None)
             if row["finite"]:
                 in_update = True
                 optimizer.step()
@@ -307,8 +292,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
             row = {"step": step, "loss": row["loss"], **{f"loss_{o}": v for o, v in row["per_objective"].items()},
                    "lr": scheduler.get_last_lr()[0], "grad_norm": row["grad_norm"],
                    "tokens_per_s": round(row["tokens"] / elapsed, 1), "skipped": not row["finite"],
-                   **({"grad_cosine": row["cosine"]} if row.get("cosine") else {}),
-                   **({"protect_cosine": round(row["protect_cosine"], 4)} if "protect_cosine" in row else {})}
+                   **({"grad_cosine": row["cosine"]} if row.get("cosine") else {})}
             last_row = row
             if log is not None:
                 log.write(row)
@@ -347,7 +331,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
 
 
 def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dist, device, autocast_dtype,
-                cos_params, projector: ConflictProjector | None = None) -> dict:
+                cos_params) -> dict:
     """Forward/backward over the step's micro-batches; returns metrics and whether the update is finite."""
     step_examples = [examples[i] for mb in micro_batches for i in mb]
     counts = {}
@@ -357,7 +341,6 @@ def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dis
     tokens = 0
     finite = True
     cos_vecs: dict[str, torch.Tensor] = {}
-    protected = cfg.protected
     for i, mb in enumerate(micro_batches):
         local = split_for_rank(mb, dist.rank, dist.world)
         dummy = not local  # fewer records than ranks: join the collective with a zero loss
@@ -378,26 +361,20 @@ def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dis
                     if "non-finite" not in str(exc):
                         raise
                     ok = False
-            loss, kept = s.sum() * 0.0, None  # kept: the --protect objectives' part (projection.py)
+            loss = s.sum() * 0.0
             for obj, value in terms.items():
-                part = cfg.weights[obj] * value / counts[obj]
-                if projector is not None and obj in protected:
-                    kept = part if kept is None else kept + part
-                else:
-                    loss = loss + part
-            if not ok or not bool(torch.isfinite(loss)) or (kept is not None and not bool(torch.isfinite(kept))):
+                loss = loss + cfg.weights[obj] * value / counts[obj]
+            if not ok or not bool(torch.isfinite(loss)):
                 finite = False
-                loss, kept = s.sum() * 0.0, None  # still run backward so every rank joins the gradient all-reduce
+                loss = s.sum() * 0.0  # still run backward so every rank joins the gradient all-reduce
             if dummy:
-                loss, kept = loss * 0.0, None
+                loss = loss * 0.0
             if cos_params is not None and ok and not dummy:
                 for obj, value in terms.items():
                     grads = torch.autograd.grad(cfg.weights[obj] * value / counts[obj], cos_params,
                                                 retain_graph=True, allow_unused=True)
                     vec = _flat_grads(cos_params, grads)
                     cos_vecs[obj] = cos_vecs[obj] + vec if obj in cos_vecs else vec
-            if kept is not None:
-                projector.add(kept)
             (loss * dist.world).backward()
         if not dummy:
             tokens += batch.tokens()
@@ -409,12 +386,6 @@ def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dis
                      and o in spec.objectives}
     loss_value = sum(cfg.weights[o] * v for o, v in per_objective.items())
     grad_norm = float("nan")
-    protect_cos = None
-    if projector is not None:
-        if finite:
-            protect_cos = projector.apply()
-        else:
-            projector.discard()
     if finite:
         params = [p for p in module.parameters() if p.requires_grad]
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
@@ -426,6 +397,4 @@ def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dis
            "grad_norm": grad_norm}
     if cos_vecs and dist.main:
         row["cosine"] = _cosines(cos_vecs)
-    if protect_cos is not None:
-        row["protect_cosine"] = protect_cos
     return row

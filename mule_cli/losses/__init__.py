@@ -10,7 +10,6 @@ live in :mod:`mule_cli.losses.defaults`.
 from . import defaults
 from .baselines import forget_retain_loss, ga_loss, graddiff_loss, nll_loss, npo_loss, simnpo_loss
 from .bild import bild_loss
-from .center import centered_teacher
 from .duet import teacher_topk_smooth_l1
 from .sequence import (IGNORE_INDEX, causal_shift, label_mask, mean_sequence_logprob, sequence_lengths,
                        sequence_logprob, token_logprobs)
@@ -20,5 +19,5 @@ __all__ = [
     "defaults", "IGNORE_INDEX", "causal_shift", "label_mask", "token_logprobs", "sequence_logprob",
     "sequence_lengths", "mean_sequence_logprob", "nll_loss", "ga_loss", "graddiff_loss",
     "forget_retain_loss", "npo_loss", "simnpo_loss", "bild_loss", "teacher_topk_smooth_l1",
-    "stable_topk_indices", "centered_teacher",
+    "stable_topk_indices",
 ]

@@ -37,8 +37,7 @@ def topk_mask(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.zeros_like(x, dtype=torch.bool).scatter_(-1, stable_topk_indices(x, k), True)
 
 
-def selected_set(s: torch.Tensor, t: torch.Tensor, k: int, union: bool = True) -> torch.Tensor:
-    """Bool mask of the set U a top-K loss compares: teacher top-k, or with `union` teacher top-k ∪ student
-    top-k (SPEC §4; ties to the lower index). No gradient flows (a mask)."""
-    mask = topk_mask(t, k)
-    return mask | topk_mask(s, k) if union else mask
+def selected_set(s: torch.Tensor, t: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool mask of the set U the top-K loss compares: teacher top-k ∪ student top-k (SPEC §4; ties to the
+    lower index). No gradient flows (a mask)."""
+    return topk_mask(t, k) | topk_mask(s, k)
