@@ -5,6 +5,7 @@
 # (examples/build_eval_set.py). Usage: bash examples/results.sh [harry_potter|cyber] [METHOD ...]
 # Needs the data that `make demo` (or `make demo-cyber`) wrote; ~5 min per method on a 2-core CPU.
 # OURS_ARGS adds options to `ours`; EXTRA_MODELS (e.g. "--model runs/exp/x/model") adds rows to the evaluation.
+# ATTACKS=quant4,relearn,templates adds robustness attacks on every model (hours more on 2 cores).
 # REUSE=1 keeps a method's already trained model (runs/results/<domain>/<method>/model); EVAL=0 only trains.
 # SEED=N (default 0) sets the batch order; seeds other than 0 write to runs/results/<domain>-seedN
 # (OUT=DIR writes there instead).
@@ -44,5 +45,5 @@ done
 [ "${EVAL:-1}" = 1 ] || exit 0
 "$mule" evaluate --model smollm2-135m "${models[@]}" ${EXTRA_MODELS:-} --teacher oracle --teacher ensemble \
   --intentions "examples/$domain/intentions.json" --target "$target" "${eval_data[@]}" \
-  --mmlu auto --mmlu-limit "${MMLU_LIMIT:-200}" -q \
+  --mmlu auto --mmlu-limit "${MMLU_LIMIT:-200}" -q ${ATTACKS:+--attacks "$ATTACKS"} \
   --json "$out/eval.json" --markdown "$out/eval.md" --records "$out/records.jsonl" --plot "$out/radar.png"
