@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Rebuilds docs/results/hp_methods_seeds.{md,png} (docs/RESULTS.md, "every method over three seeds") from
-# the per-run evaluate reports in docs/results/: each report is followed by the rows it contributes
-# (old=shown name). Run from the repository root: bash docs/results/hp_methods_seeds.sh
+# Rebuilds docs/results/hp_methods_seeds.{md,png} (docs/RESULTS.md, "Harry Potter, every method over three seeds
+# (old split)") from the per-run evaluate reports in docs/results/: each report is followed by the rows it
+# contributes (old=shown name). The reports are `mule evaluate --json` files, which today's examples/seed_means.py
+# (per-record files, intervals) does not read, so this runs the report-pooling seed_means.py of commit f8e8fde.
+# Run from the repository root of a git checkout: bash docs/results/hp_methods_seeds.sh
 set -euo pipefail
 D=docs/results
-"${PYTHON:-.venv/bin/python}" examples/seed_means.py \
+SEED_MEANS=$(mktemp --suffix=.py)
+trap 'rm -f "$SEED_MEANS"' EXIT
+git show f8e8fde:examples/seed_means.py > "$SEED_MEANS"
+PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "${PYTHON:-.venv/bin/python}" "$SEED_MEANS" \
   "$D/hp_methods.json:sft=SFT,ga=GA,graddiff=GradDiff,npo=NPO,simnpo=SimNPO,ours=ours (earlier make demo),duet=DUET (earlier teacher),bild=BiLD (earlier teacher),smollm2-135m+oracle=in-context oracle router,smollm2-135m+ensemble=in-context ensemble prompt" \
   "$D/hp_r4_anchors_fw2_batch8.json:best8=ours (neighbour weight 1)" \
   "$D/hp_r4_seed1.json:demo=ours (earlier make demo),best8=ours (neighbour weight 1)" \
