@@ -26,7 +26,7 @@ from ..models import cache_dir
 NAME = "mule_topk_union"
 CPU_SOURCES = ("binding.cpp", "topk_union_loss_cpu.cpp")
 CUDA_SOURCES = ("topk_union_loss.cu",)
-HEADERS = ("topk_union_loss.h",)
+HEADERS = ("topk_union_loss.h", "topk_union_loss_device.cuh")  # in the cache key: an edit rebuilds
 LOG_TAIL_LINES = 25
 
 _lock = threading.Lock()
