@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .. import lm
 from ..attack.jailbreaks import TEMPLATES, wrap
 from ..errors import MuleError
-from .metrics import PER_RECORD, attack_succeeded, percent
+from .metrics import PER_RECORD, attack_succeeded, point_values
 
 ATTACKS = ("quant4", "quant8", "relearn", "templates")
 QUANT_GRIDS = {"quant4": "q4_1", "quant8": "int8"}
@@ -77,7 +77,7 @@ def metric_defs(name: str) -> dict:
 
 
 def summarize_attack(name: str, rows: Sequence[dict]) -> dict:
-    return {key: percent(value(r) for r in rows if select(r)) for key, (select, value) in metric_defs(name).items()}
+    return point_values(rows, metric_defs(name))
 
 
 def run_attack(name: str, model, tokenizer, records: Sequence[dict], main_rows: Sequence[dict], *,

@@ -75,6 +75,11 @@ PER_RECORD = {
 }
 assert set(PER_RECORD) == set(METRIC_KEYS) - {"overall"}
 
+
+def point_values(rows, defs: Mapping = PER_RECORD) -> dict:
+    """Each metric of `defs` ({key: (select, value)}) over `rows`, in percent (None = no row selected)."""
+    return {key: percent(value(r) for r in rows if select(r)) for key, (select, value) in defs.items()}
+
 # SPEC §5: Σ(base − x) over Forget and ASR + Σ(x − base) over Retain, Neighbour acc and MMLU.
 OVERALL_TERMS = {"forget_rouge": -1, "asr": -1, "retain_rouge": 1, "neighbor_acc": 1, "mmlu": 1}
 

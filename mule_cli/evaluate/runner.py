@@ -30,8 +30,8 @@ from ..records import OBJECTIVES
 from . import mcq
 from .attacks import AttackSettings, metric_defs, run_attack, summarize_attack
 from .bootstrap import LEVEL, add_intervals
-from .metrics import (COUNT_KEYS, METRIC_KEYS, OVERALL_TERMS, PER_RECORD, attack_succeeded, declines,
-                      overall_score, percent, refusal_index, rouge_scores)
+from .metrics import (COUNT_KEYS, METRIC_KEYS, OVERALL_TERMS, attack_succeeded, declines, overall_score,
+                      point_values, refusal_index, rouge_scores)
 
 TEACHER_MODES = ("oracle", "ensemble")
 
@@ -181,7 +181,7 @@ def _mcq_rows(model, tokenizer, items, objective, context_fn, s: EvalSettings, l
 
 def summarize(rows: Sequence[dict], has_mmlu: bool = False) -> dict:
     """Aggregate per-record rows into the metric dict; absent objectives are None, never 0."""
-    out = {key: percent(value(r) for r in rows if select(r)) for key, (select, value) in PER_RECORD.items()}
+    out = point_values(rows)
     if not has_mmlu:
         out["mmlu"] = None
     out["overall"] = None
