@@ -86,6 +86,9 @@ Examples:
               help="Train rank-R LoRA adapters on the attention/MLP projections instead of every weight (0 = off); "
                    "merged into the saved model.")
 @click.option("--lora-alpha", type=float, default=16.0, show_default=True, help="LoRA scale numerator (scale = α/R).")
+@click.option("--quant-aware", metavar="GRID", type=click.Choice(["q4_1", "int4", "int8"]),
+              help="Train through fake-quantized weights on every other step (q4_1 = GGUF Q4_1, int4 = symmetric "
+                   "groups of 128, int8 = per channel) so a quantized copy of the saved model forgets too.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Records per micro-batch (global).")
 @click.option("--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per optimizer step.")
 @click.option("--epochs", type=int, default=3, show_default=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from ..errors import MuleError
 from ..intentions import REFUSAL, parse_demos
 from ..objective_options import objective_items, per_objective
+from ..quant import GRID_NAMES
 from ..records import OBJECTIVES
 from .refusal_anchors import parse_objectives as parse_anchor_objectives
 
@@ -133,6 +134,7 @@ class DistillConfig:
     max_grad_norm: float = 1.0
     lora_rank: int = 0  # 0 = train every weight; R = rank-R adapters on the decoder projections (lora.py)
     lora_alpha: float = 16.0
+    quant_aware: str | None = None  # q4_1 | int4 | int8: the student trains through this grid (quant_aware.py)
     batch_size: int = 8
     grad_accum: int = 1
     epochs: int = 3
@@ -178,6 +180,8 @@ class DistillConfig:
             (self.max_steps is None or self.max_steps >= 1, "--max-steps must be >= 1"),
             (self.lr > 0, "--lr must be > 0"),
             (self.lora_rank >= 0 and self.lora_alpha > 0, "--lora-rank must be >= 0 and --lora-alpha > 0"),
+            (self.quant_aware in (None, *GRID_NAMES),
+             f"--quant-aware must be one of {', '.join(GRID_NAMES)}, not {self.quant_aware!r}"),
             (not (self.lora_rank and self.fsdp), "--lora-rank does not work with --fsdp yet"),
             (self.top_k >= 1 and self.bild_top_k >= 1, "top-k values must be >= 1"),
             (self.beta > 0, "--beta must be > 0"),
@@ -210,7 +214,7 @@ class DistillConfig:
                    "demo_answers", "student_refresh", "refusal", "refusal_anchors", "weights", "top_k", "beta",
                    "bild_top_k", "bild_temperature", "npo_beta", "simnpo_beta", "simnpo_gamma", "forget_weight",
                    "retain_weight", "lr", "weight_decay", "warmup_steps", "schedule", "max_grad_norm", "lora_rank",
-                   "lora_alpha", "batch_size", "grad_accum", "epochs", "max_steps", "seed", "max_length")
+                   "lora_alpha", "quant_aware", "batch_size", "grad_accum", "epochs", "max_steps", "seed", "max_length")
 
 
 def config_changes(saved: dict, cfg: DistillConfig) -> list[str]:

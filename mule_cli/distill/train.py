@@ -21,7 +21,7 @@ from ..errors import MuleError
 from ..intentions import build_intentions
 from ..models import pick_device, pick_dtype, resolve_model, load_tokenizer
 from ..records import OBJECTIVES, read_many
-from . import checkpoint, output
+from . import checkpoint, output, quant_aware
 from . import distributed as D
 from .batches import (anchor_units, build_examples, collate, split_for_rank, student_prompt, teacher_prompt,
                       training_plan)
@@ -218,6 +218,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
         from .lora import add_lora
 
         add_lora(lm, cfg.lora_rank, cfg.lora_alpha)
+    quant = quant_aware.enable(lm, cfg.quant_aware) if cfg.quant_aware else None
     if cfg.gradient_checkpointing:
         if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5 name
             lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -261,6 +262,8 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
     in_update = False
     try:
         while step < total:
+            if quant is not None:
+                quant.active = False  # the student's own answers come from the model that is saved
             if on_policy:
                 refresh = step % cfg.student_refresh == 0 or not student_texts
                 if refresh:
@@ -268,6 +271,8 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
                                                     progress=cfg.progress and step == start)
                 if refresh or step == start:  # a run resumed between refreshes uses the answers it saved
                     examples = make_examples({**(generated or {}), **student_texts})
+            if quant is not None:
+                quant.set_step(step)
             t0 = time.perf_counter()
             row = _train_step(cfg, spec, plan[step], examples, module, teacher, tokenizer.pad_token_id, dist,
                               device, autocast_dtype, cos_params if cfg.grad_cosine and step % cfg.grad_cosine == 0
@@ -315,6 +320,8 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
         if log is not None:
             log.close()
 
+    if quant is not None:
+        quant.remove()
     if cfg.lora_rank:
         from .lora import merge_lora
 
