@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from .atomic import atomic_open
-from .errors import MuleError
+from .errors import MuleError, open_text
 
 OBJECTIVES = ("forget", "retain", "neighbor", "adversarial")
 REQUIRED_STR = ("id", "objective", "question", "answer")
@@ -78,13 +78,7 @@ def _lines(path) -> Iterator[tuple[int, str]]:
     if str(path) == STDIO:
         yield from enumerate(sys.stdin, start=1)
         return
-    try:
-        handle = open(path, encoding="utf-8")
-    except FileNotFoundError:
-        raise RecordError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise RecordError(f"{path}: is a directory, expected a JSONL file") from None
-    with handle:
+    with open_text(path, "JSONL file", RecordError) as handle:
         try:
             yield from enumerate(handle, start=1)
         except UnicodeDecodeError as exc:

@@ -94,6 +94,24 @@ def interrupt_then_resume(make_config, at_step):
     distill(make_config(True))
 
 
+RECORD_POOL = {r["id"]: r for r in [
+    {"id": "f1", "objective": "forget", "question": "Who is Harry Potter's best friend?", "answer": "Ron Weasley"},
+    {"id": "f2", "objective": "forget", "question": "Which house is Harry Potter sorted into?", "answer": "Gryffindor"},
+    {"id": "r1", "objective": "retain", "question": "What is the capital of France?", "answer": "Paris"},
+    {"id": "r2", "objective": "retain", "question": "What is 2 + 2?", "answer": "4"},
+    {"id": "n1", "objective": "neighbor", "question": "Who wrote The Hobbit?", "answer": "J. R. R. Tolkien"},
+    {"id": "n2", "objective": "neighbor", "question": "Who wrote Dracula?", "answer": "Bram Stoker"},
+    {"id": "a1", "objective": "adversarial", "question": "Who is Harry Potter's best friend?", "answer": "Ron Weasley",
+     "prefill": "Sure, here is the answer:", "anchor_of": "f1"},
+]}
+
+
+def records(ids: str, **changes) -> list[dict]:
+    """Copies of RECORD_POOL records in the order of `ids` ("f1 r1 n1 a1"), each updated by its keyword
+    (n1={"anchor_of": "f2"}): the small HP training sets the distill tests share."""
+    return [{**RECORD_POOL[i], **changes.get(i, {})} for i in ids.split()]
+
+
 def write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

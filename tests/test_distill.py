@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from conftest import tiny_distill_config, write_jsonl
+from conftest import records, tiny_distill_config, write_jsonl
 from mule_cli.cli import cli
 from mule_cli.distill import DistillConfig, distill
 from mule_cli.distill.batches import anchor_units, build_examples, collate, epoch_batches, training_plan
@@ -20,16 +20,8 @@ from mule_cli.errors import MuleError
 from mule_cli.intentions import from_target
 from mule_cli.records import OBJECTIVES
 
-RECORDS = [
-    {"id": "f1", "objective": "forget", "question": "Who is Harry Potter's best friend?", "answer": "Ron Weasley"},
-    {"id": "f2", "objective": "forget", "question": "Which house is Harry Potter sorted into?", "answer": "Gryffindor"},
-    {"id": "r1", "objective": "retain", "question": "What is the capital of France?", "answer": "Paris"},
-    {"id": "r2", "objective": "retain", "question": "What is 2 + 2?", "answer": "4"},
-    {"id": "n1", "objective": "neighbor", "question": "Who wrote The Hobbit?", "answer": "J. R. R. Tolkien",
-     "anchor_of": "f2"},
-    {"id": "a1", "objective": "adversarial", "question": "Who is Harry Potter's best friend?", "answer": "Ron Weasley",
-     "prefill": "Sure, here is the answer:", "anchor_of": "f1"},
-]
+RECORDS = records("f1 f2 r1 r2 n1 a1", n1={"anchor_of": "f2"})
+
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -15,9 +16,9 @@ from conftest import write_jsonl
 from test_distill import RECORDS
 
 
-def _args(model_dir, data, out):
+def _args(model_dir, data, out, extra):
     return ["distill", "-m", str(model_dir), "--data", str(data), "--target", "Harry Potter", "--demos", "1",
-            "-o", str(out), "--max-steps", "2", "--batch-size", "4", "--lr", "1e-3", "--loss-impl", "reference", "-q"]
+            "-o", str(out), "--max-steps", "2", "--batch-size", "4", "--lr", "1e-3", "--loss-impl", "reference", "-q", *extra]
 
 
 def _torchrun(args, env):
@@ -26,17 +27,18 @@ def _torchrun(args, env):
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_two_gloo_processes_match_one_process(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--quant-aware", "q4_1"]], ids=["plain", "quant-aware"])
+def test_two_gloo_processes_match_one_process(tiny_model_dir, tmp_path, extra):
     data = write_jsonl(tmp_path / "d.jsonl", RECORDS)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
     one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run([sys.executable, "-m", "mule_cli.cli", *_args(tiny_model_dir, data, one)], check=True, env=env,
+    subprocess.run([sys.executable, "-m", "mule_cli.cli", *_args(tiny_model_dir, data, one, extra)], check=True, env=env,
                    capture_output=True, timeout=300)
-    _torchrun(_args(tiny_model_dir, data, two), env)
+    _torchrun(_args(tiny_model_dir, data, two, extra), env)
     sharded = tmp_path / "fsdp"
-    _torchrun([*_args(tiny_model_dir, data, sharded), "--fsdp"], env)
+    _torchrun([*_args(tiny_model_dir, data, sharded, extra), "--fsdp"], env)
     assert json.loads((two / "run.json").read_text())["world_size"] == 2
     a = load_file(str(one / "model" / "model.safetensors"))
     b = load_file(str(two / "model" / "model.safetensors"))

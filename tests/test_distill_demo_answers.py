@@ -6,21 +6,15 @@ import json
 
 import pytest
 
-from conftest import distill_cli_error, tiny_distill_config, write_jsonl
+from conftest import distill_cli_error, records, tiny_distill_config, write_jsonl
 from mule_cli.distill import DistillConfig, distill
 from mule_cli.distill.batches import student_prompt, teacher_prompt
 from mule_cli.distill.config import parse_demo_answers
 from mule_cli.errors import MuleError
 from mule_cli.intentions import REFUSAL, from_target, pick_demos
 
-RECORDS = [
-    {"id": "f1", "objective": "forget", "question": "Who is Harry Potter's best friend?", "answer": "Ron Weasley"},
-    {"id": "f2", "objective": "forget", "question": "Which house is Harry Potter sorted into?", "answer": "Gryffindor"},
-    {"id": "r1", "objective": "retain", "question": "What is the capital of France?", "answer": "Paris"},
-    {"id": "r2", "objective": "retain", "question": "What is 2 + 2?", "answer": "4"},
-    {"id": "n1", "objective": "neighbor", "question": "Who wrote The Hobbit?", "answer": "J. R. R. Tolkien"},
-    {"id": "n2", "objective": "neighbor", "question": "Who wrote Dracula?", "answer": "Bram Stoker"},
-]
+RECORDS = records("f1 f2 r1 r2 n1 n2")
+
 
 
 def test_parse_one_source_means_the_answering_objectives_and_forget_like_stay_refusals():

@@ -6,18 +6,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import interrupt_then_resume, make_tiny_llama, tiny_distill_config, write_jsonl
+from conftest import interrupt_then_resume, make_tiny_llama, records, tiny_distill_config, write_jsonl
 from mule_cli.distill import DistillConfig, distill
 from mule_cli.distill.lora import LoRALinear, add_lora, merge_lora
 from mule_cli.errors import MuleError
 
-RECORDS = [
-    {"id": "f1", "objective": "forget", "question": "Who is Harry Potter's best friend?", "answer": "Ron Weasley"},
-    {"id": "r1", "objective": "retain", "question": "What is the capital of France?", "answer": "Paris"},
-    {"id": "n1", "objective": "neighbor", "question": "Who wrote The Hobbit?", "answer": "J. R. R. Tolkien"},
-    {"id": "a1", "objective": "adversarial", "question": "Who is Harry Potter's best friend?", "answer": "Ron Weasley",
-     "prefill": "Sure, here is the answer:", "anchor_of": "f1"},
-]
+RECORDS = records("f1 r1 n1 a1")
+
 
 
 def _config(model_dir, data_file, out, **kw):

@@ -6,16 +6,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import interrupt_then_resume, tiny_distill_config as config, write_jsonl
+from conftest import interrupt_then_resume, records, tiny_distill_config as config, write_jsonl
 from mule_cli.distill import DistillConfig, distill
 from mule_cli.errors import MuleError
 
-RECORDS = [
-    {"id": "f1", "objective": "forget", "question": "Who is Harry Potter's best friend?", "answer": "Ron Weasley"},
-    {"id": "r1", "objective": "retain", "question": "What is the capital of France?", "answer": "Paris"},
-    {"id": "r2", "objective": "retain", "question": "What is 2 + 2?", "answer": "4"},
-    {"id": "n1", "objective": "neighbor", "question": "Who wrote The Hobbit?", "answer": "J. R. R. Tolkien"},
-]
+RECORDS = records("f1 r1 r2 n1")
+
 
 
 def weights(folder):

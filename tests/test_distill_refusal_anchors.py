@@ -7,24 +7,16 @@ import json
 import pytest
 import torch
 
-from conftest import tiny_distill_config, write_jsonl
+from conftest import records, tiny_distill_config, write_jsonl
 from mule_cli.distill import distill
 from mule_cli.distill.batches import build_examples, student_prompt, teacher_prompt
 from mule_cli.distill.refusal_anchors import is_anchor, parse_objectives, refusal_anchor_records
 from mule_cli.errors import MuleError
 from mule_cli.intentions import REFUSAL, from_target
 
-RECORDS = [
-    {"id": "f1", "objective": "forget", "question": "Who is Harry Potter's best friend?", "answer": "Ron Weasley"},
-    {"id": "r1", "objective": "retain", "question": "What is the capital of France?", "answer": "Paris"},
-    {"id": "r2", "objective": "retain", "question": "What is 2 + 2?", "answer": "4"},
-    {"id": "n1", "objective": "neighbor", "question": "Who wrote The Hobbit?", "answer": "J. R. R. Tolkien",
-     "anchor_of": "f1"},
-    {"id": "a1", "objective": "adversarial", "question": "Who is Harry Potter's best friend?", "answer": "Ron Weasley",
-     "prefill": "Sure, here is the answer:", "anchor_of": "f1"},
-    {"id": "n2", "objective": "neighbor", "question": "Who wrote Dune?", "answer": "Frank Herbert",
-     "prefill": "Sure:"},
-]
+RECORDS = records("f1 r1 r2 n1 a1 n2", n1={"anchor_of": "f1"},
+                  n2={"question": "Who wrote Dune?", "answer": "Frank Herbert", "prefill": "Sure:"})
+
 
 
 def _config(model_dir, data_file, out, **kw):

@@ -12,9 +12,9 @@ import math
 import pytest
 import torch
 
-from mule_cli.losses import (bild_loss, causal_shift, defaults, forget_retain_loss, ga_loss, graddiff_loss,
+from mule_cli.losses import (bild_loss, causal_shift, defaults, ga_loss,
                              label_mask, mean_sequence_logprob, nll_loss, npo_loss, sequence_lengths,
-                             sequence_logprob, simnpo_loss, stable_topk_indices, teacher_topk_smooth_l1,
+                             sequence_logprob, simnpo_loss, stable_topk_indices, topk_smooth_l1,
                              token_logprobs)
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
@@ -108,13 +108,6 @@ def test_ga_step_increases_nll_and_sft_step_decreases_it():
     assert after > before
     before, after = _sgd_step_nll(nll_loss)
     assert after < before
-
-
-def test_graddiff_and_forget_retain_hand_example():
-    f, r = torch.tensor(2.0), torch.tensor(3.0)
-    assert graddiff_loss(f, r).item() == pytest.approx(-2 + 3)
-    assert graddiff_loss(f, r, forget_weight=0.5, retain_weight=2.0).item() == pytest.approx(-1 + 6)
-    assert forget_retain_loss(f, r, forget_weight=0.5, retain_weight=2.0).item() == pytest.approx(1 + 6)
 
 
 # ----------------------------------------------------------------------------- NPO
@@ -306,6 +299,23 @@ def test_bild_argument_checks():
 # ----------------------------------------------------------------------------- DUET (teacher top-K Smooth-L1)
 
 
+def duet(*args, **kw):
+    return topk_smooth_l1(*args, union=False, **kw)
+
+
+def test_union_switch_selects_the_kernel_loss_and_the_teacher_only_loss():
+    """union=True is exactly the fused op's loss; union=False differs where the student's top-K adds
+    entries the teacher's lacks, and equals it where both top-Ks coincide."""
+    from mule_cli.kernels import topk_union_smooth_l1_loss
+
+    g = torch.Generator().manual_seed(11)
+    s, t = torch.randn(6, 40, generator=g) * 3, torch.randn(6, 40, generator=g) * 3
+    assert topk_smooth_l1(s, t, k=5, impl="reference") == topk_union_smooth_l1_loss(s, t, k=5, impl="reference")
+    assert duet(s, t, k=5) != topk_smooth_l1(s, t, k=5, impl="reference")
+    same = t + 0.25  # same order: teacher and student top-K are the same set
+    torch.testing.assert_close(duet(same, t, k=5), topk_smooth_l1(same, t, k=5, impl="reference"))
+
+
 def test_duet_hand_example_with_tie_and_masked_row():
     # row 0: T={1,2}: d=(0.5, -2) → huber (0.125, 1.5) → 0.8125 (student's big logits at 0 and 3 ignored)
     # row 1: tie at 2.0 over indices 0,1,2 → T={0,1}: d=(-2,-2) → 1.5 (index 2, where s is large, ignored)
@@ -313,7 +323,7 @@ def test_duet_hand_example_with_tie_and_masked_row():
     s = torch.tensor([[5.0, 3.5, 0.0, 9.0], [0.0, 0.0, 10.0, 0.0], [1e6, -1e6, 3.0, 3.0]], requires_grad=True)
     t = torch.tensor([[1.0, 3.0, 2.0, 0.0], [2.0, 2.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
     valid = torch.tensor([True, True, False])
-    loss = teacher_topk_smooth_l1(s, t, valid=valid, k=2, beta=1.0)
+    loss = duet(s, t, valid=valid, k=2, beta=1.0)
     assert loss.dtype == torch.float32
     assert loss.item() == pytest.approx((0.8125 + 1.5) / 2)
     loss.backward()
@@ -333,11 +343,11 @@ def test_duet_equals_spec_formula_restricted_to_teacher_topk():
         hub = [0.5 * (ss[j] - tt[j]) ** 2 / beta if abs(ss[j] - tt[j]) < beta else abs(ss[j] - tt[j]) - 0.5 * beta
                for j in top]
         rows.append(sum(hub) / k)
-    assert teacher_topk_smooth_l1(s, t, k=k, beta=beta).item() == pytest.approx(sum(rows) / 5, rel=1e-5)
+    assert duet(s, t, k=k, beta=beta).item() == pytest.approx(sum(rows) / 5, rel=1e-5)
     # defaults: K=20, β=1 as SPEC §4
-    assert (defaults.DUET_TOP_K, defaults.DUET_HUBER_BETA) == (20, 1.0)
-    assert teacher_topk_smooth_l1(s, t).item() == pytest.approx(
-        teacher_topk_smooth_l1(s, t, k=20, beta=1.0).item())
+    assert (defaults.DISTILL_TOP_K, defaults.DISTILL_HUBER_BETA) == (20, 1.0)
+    assert duet(s, t).item() == pytest.approx(
+        duet(s, t, k=20, beta=1.0).item())
 
 
 def test_duet_gradcheck_float64_and_zero_at_teacher():
@@ -345,9 +355,9 @@ def test_duet_gradcheck_float64_and_zero_at_teacher():
     s = (torch.randn(4, 15, generator=g, dtype=torch.float64) * 2).requires_grad_()
     t = torch.randn(4, 15, generator=g, dtype=torch.float64) * 2
     valid = torch.tensor([True, True, False, True])
-    assert torch.autograd.gradcheck(lambda x: teacher_topk_smooth_l1(x, t, valid=valid, k=5, beta=1.0), (s,))
-    assert teacher_topk_smooth_l1(t.clone(), t).item() == 0.0
-    empty = teacher_topk_smooth_l1(s, t, valid=torch.zeros(4, dtype=torch.bool))
+    assert torch.autograd.gradcheck(lambda x: duet(x, t, valid=valid, k=5, beta=1.0), (s,))
+    assert duet(t.clone(), t).item() == 0.0
+    empty = duet(s, t, valid=torch.zeros(4, dtype=torch.bool))
     assert empty.item() == 0.0 and empty.requires_grad
 
 
@@ -355,6 +365,6 @@ def test_duet_gradcheck_float64_and_zero_at_teacher():
 def test_duet_half_inputs_accumulate_in_fp32(dtype):
     g = torch.Generator().manual_seed(9)
     s, t = (torch.randn(4, 64, generator=g) * 3).to(dtype), (torch.randn(4, 64, generator=g) * 3).to(dtype)
-    got = teacher_topk_smooth_l1(s, t)
+    got = duet(s, t)
     assert got.dtype == torch.float32
-    torch.testing.assert_close(got, teacher_topk_smooth_l1(s.float(), t.float()))
+    torch.testing.assert_close(got, duet(s.float(), t.float()))

@@ -62,7 +62,7 @@ def test_invalid_line_names_file_line_and_field(tmp_path, sample_records, line, 
 
 
 def test_missing_and_empty_files(tmp_path):
-    with pytest.raises(RecordError, match="no such file"):
+    with pytest.raises(RecordError, match="no such JSONL file"):
         read_records(tmp_path / "nope.jsonl")
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")

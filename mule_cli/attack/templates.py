@@ -8,9 +8,8 @@ depend on the answer. `{question}` in a template is replaced by the record's que
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from ..errors import MuleError
+from ..errors import MuleError, open_text
 
 AFFIRMATIVE = [
     "Sure, here is the answer:",
@@ -54,9 +53,8 @@ BUILTIN: list[tuple[str, str]] = ([("affirmative", t) for t in AFFIRMATIVE] + [(
 def read_templates(path) -> list[tuple[str, str]]:
     """User templates, one per line; blank lines and lines starting with '#' are skipped."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MuleError(f"{path}: no such templates file") from None
+        with open_text(path, "templates file") as handle:
+            text = handle.read()
     except UnicodeDecodeError as exc:
         raise MuleError(f"{path}: not UTF-8 text ({exc.reason})") from None
     out = []

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..losses import bild_loss, nll_loss, npo_loss, simnpo_loss, teacher_topk_smooth_l1, token_logprobs
+from ..losses import bild_loss, ga_loss, nll_loss, npo_loss, simnpo_loss, token_logprobs, topk_smooth_l1
 from ..losses import defaults as D
 from ..losses.sequence import sequence_lengths, sequence_logprob
 
@@ -60,8 +60,6 @@ def units(spec: MethodSpec, objective: str, n_tokens: int) -> int:
 
 def loss_sums(spec: MethodSpec, cfg, batch, student_logits: torch.Tensor, teacher=None) -> dict[str, torch.Tensor]:
     """{objective: summed loss over its units in this micro-batch} (fp32 scalars on the graph)."""
-    from ..kernels import topk_union_smooth_l1_loss
-
     valid = batch.student.valid.to(student_logits.device)
     labels = batch.student.labels.to(student_logits.device)
     t_logits = teacher.logits(batch) if spec.prompted_teacher else None
@@ -74,13 +72,12 @@ def loss_sums(spec: MethodSpec, cfg, batch, student_logits: torch.Tensor, teache
         s, v = student_logits[rows], valid[rows]
         n_tok = v.sum().to(torch.float32)
         if spec.prompted_teacher:
-            t = t_logits[rows].to(s.dtype)
-            if spec.name == "ours":
-                per = topk_union_smooth_l1_loss(s, t, k=cfg.top_k, beta=cfg.beta, valid=v, impl=cfg.loss_impl)
-            elif spec.name == "duet":
-                per = teacher_topk_smooth_l1(s, t, v, k=cfg.top_k, beta=cfg.beta)
-            else:
+            t = t_logits[rows]  # each at its own precision: the losses compute in fp32 (kernel_inputs)
+            if spec.name == "bild":
                 per = bild_loss(s, t, v, top_k=cfg.bild_top_k, temperature=cfg.bild_temperature)
+            else:
+                per = topk_smooth_l1(s, t, v, k=cfg.top_k, beta=cfg.beta, union=spec.name == "ours",
+                                     impl=cfg.loss_impl)
             out[obj] = per * n_tok
             continue
         lp = token_logprobs(s, labels[rows])
@@ -89,7 +86,7 @@ def loss_sums(spec: MethodSpec, cfg, batch, student_logits: torch.Tensor, teache
             weight = 1.0 if spec.name == "sft" else spec.retain_weight
             out[obj] = weight * nll_loss(lp, v) * n_tok
         elif spec.name in ("ga", "graddiff"):
-            out[obj] = -spec.forget_weight * nll_loss(lp, v) * n_tok
+            out[obj] = spec.forget_weight * ga_loss(lp, v) * n_tok
         elif spec.name == "npo":
             seq_ref = sequence_logprob(ref_lp[rows].to(lp.device), v)
             out[obj] = spec.forget_weight * npo_loss(sequence_logprob(lp, v), seq_ref, cfg.npo_beta) * len(rows)

