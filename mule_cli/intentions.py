@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 from .errors import MuleError
 from .objective_options import per_objective
-from .records import OBJECTIVES, join_prefill
+from .records import FORGET_LIKE, OBJECTIVES, join_prefill
 
 REFUSAL = "I do not know."
 DEFAULT_DEMOS = 3
@@ -139,7 +139,7 @@ def pick_demos(records: Sequence[dict], objective: str, exclude_id: str | None, 
         return []
     start = sum(map(ord, exclude_id or "")) % len(pool)
     chosen = [pool[(start + i * 7) % len(pool)] for i in range(min(n, len(pool)))]
-    refuse = objective in ("forget", "adversarial")
+    refuse = objective in FORGET_LIKE
     seen, out = set(), []
     for rec in chosen:
         if rec["question"] in seen:

@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 from .atomic import atomic_open
 from .errors import MuleError, open_text
 
+FORGET_LIKE = ("forget", "adversarial")  # the objectives whose knowledge is removed
 OBJECTIVES = ("forget", "retain", "neighbor", "adversarial")
 REQUIRED_STR = ("id", "objective", "question", "answer")
 OPTIONAL_STR = ("prefill", "anchor_of", "domain", "source", "prefill_family")

@@ -7,6 +7,7 @@ import os
 
 import click
 
+from ..distill.config import METHODS
 from ..intentions import REFUSAL
 from ..losses import defaults as LD
 from ..models import locate_model
@@ -29,7 +30,7 @@ Examples:
 @click.option("--data", "-d", required=True, multiple=True, help="Training records, JSONL (- = stdin); repeatable.")
 @click.option("-o", "--output", default="runs/distill", show_default=True,
               help="Output folder: model/ (HF format), train_log.jsonl, run.json, checkpoint/.")
-@click.option("--method", type=click.Choice(["ours", "duet", "bild", "sft", "ga", "graddiff", "npo", "simnpo"]),
+@click.option("--method", type=click.Choice(METHODS),
               default="ours", show_default=True, help=METHOD_HELP)
 @click.option("--target", help="What to unlearn, e.g. \"Harry Potter\"; fills the built-in intention prompts.")
 @click.option("--intentions", type=click.Path(dir_okay=False),

@@ -17,7 +17,8 @@ import torch
 from ..errors import MuleError
 from ..intentions import REFUSAL, parse_demos, pick_demos, teacher_context
 from ..lm import chat_prompt, encode_pair, pad_batch
-from ..records import join_prefill
+from ..records import FORGET_LIKE, join_prefill
+from .config import DISTILL_METHODS
 from .refusal_anchors import is_anchor
 
 
@@ -41,11 +42,11 @@ class Example:
 def response_text(record: dict, method: str, generated: dict | None = None, refusal: str = REFUSAL) -> str:
     """What both sides are forced on: the data answer, a generated answer (`--response teacher|base`,
     by record id), or (sft) the refusal on forget-like records."""
-    if method == "sft" and record["objective"] in ("forget", "adversarial"):
+    if method == "sft" and record["objective"] in FORGET_LIKE:
         text = refusal
     elif is_anchor(record):  # a refusal anchor is forced on its refusal whatever --response says
         text = record["answer"]
-    elif generated and record["id"] in generated and method in ("ours", "duet", "bild"):
+    elif generated and record["id"] in generated and method in DISTILL_METHODS:
         # an empty generation falls back to the data answer rather than training on nothing
         text = generated[record["id"]] or record["answer"]
     else:

@@ -10,10 +10,11 @@ from ..errors import MuleError
 from ..intentions import REFUSAL, parse_demos
 from ..objective_options import objective_items, per_objective
 from ..quant import GRID_NAMES
-from ..records import OBJECTIVES
+from ..records import FORGET_LIKE, OBJECTIVES
 from .refusal_anchors import parse_objectives as parse_anchor_objectives
 
-METHODS = ("ours", "duet", "bild", "sft", "ga", "graddiff", "npo", "simnpo")
+DISTILL_METHODS = ("ours", "duet", "bild")  # distil from the intention-prompted teacher
+METHODS = (*DISTILL_METHODS, "sft", "ga", "graddiff", "npo", "simnpo")
 RESPONSE_SOURCES = ("data", "teacher", "base", "student")
 RETAIN_NLL_METHODS = ("graddiff", "npo", "simnpo")  # the methods --retain-weight applies to
 
@@ -49,12 +50,11 @@ def parse_demo_answers(text: str | dict | None) -> dict[str, str]:
         if raw not in DEMO_ANSWER_SOURCES:
             raise MuleError(f"--demo-answers: {key}{raw} is not a source (use data or base)")
         return raw
-    forget_like = ("forget", "adversarial")
     if text not in (None, "") and not isinstance(text, dict) and "=" not in str(text):
         value = source("", str(text).strip())  # one source: the objectives whose demos answer
-        return {o: ("data" if o in forget_like else value) for o in OBJECTIVES}
+        return {o: ("data" if o in FORGET_LIKE else value) for o in OBJECTIVES}
     out = per_objective(text, "--demo-answers", "objective=source", "data", source)
-    refused = [o for o in forget_like if out[o] != "data"]
+    refused = [o for o in FORGET_LIKE if out[o] != "data"]
     if refused:
         raise MuleError(f"--demo-answers: {', '.join(refused)} demos show the refusal; name neighbor or retain")
     return out
@@ -75,7 +75,7 @@ def parse_amplify(value: float | str | dict | None) -> dict[str, float]:
         return lam
     if value is not None and not isinstance(value, dict) and "=" not in str(value):
         lam = number("", value)
-        return {o: (lam if o in ("forget", "adversarial") else 0.0) for o in OBJECTIVES}
+        return {o: (lam if o in FORGET_LIKE else 0.0) for o in OBJECTIVES}
     return per_objective(value, "--amplify", "objective=number", 0.0, number)
 
 

@@ -16,9 +16,9 @@ import torch
 from ..losses import bild_loss, ga_loss, nll_loss, npo_loss, simnpo_loss, token_logprobs, topk_smooth_l1
 from ..losses import defaults as D
 from ..losses.sequence import sequence_lengths, sequence_logprob
+from ..records import FORGET_LIKE
+from .config import DISTILL_METHODS, METHODS
 
-FORGET_LIKE = ("forget", "adversarial")
-DISTILL_METHODS = ("ours", "duet", "bild")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,9 @@ SPECS = {
     "npo": MethodSpec("npo", ALL, False, True, True, 1.0, D.NPO_RETAIN_WEIGHT),
     "simnpo": MethodSpec("simnpo", ALL, False, False, True, D.SIMNPO_FORGET_WEIGHT, D.SIMNPO_RETAIN_WEIGHT),
 }
+
+
+assert tuple(SPECS) == METHODS, "every method needs a spec"
 
 
 def spec_for(cfg) -> MethodSpec:

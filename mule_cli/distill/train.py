@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import MuleError
+from ..kernels import NonFiniteLogits
 from ..intentions import build_intentions
 from ..models import pick_device, pick_dtype, resolve_model, load_tokenizer
 from ..records import OBJECTIVES, read_many
@@ -25,9 +26,10 @@ from . import checkpoint, output, quant_aware
 from . import distributed as D
 from .batches import (anchor_units, build_examples, collate, split_for_rank, student_prompt, teacher_prompt,
                       training_plan)
-from .config import DistillConfig, config_changes
 from .forward import ResponseLogits, decoder_layers
-from .methods import DISTILL_METHODS, loss_sums, spec_for, units
+from .lora import add_lora, merge_lora
+from .config import DISTILL_METHODS, DistillConfig, config_changes
+from .methods import loss_sums, spec_for, units
 from .on_policy import SOURCE as STUDENT, student_answers
 from .responses import records_answered_by, teacher_responses
 from .refusal_anchors import is_anchor, parse_objectives as parse_anchor_objectives, refusal_anchor_records
@@ -168,21 +170,44 @@ def _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, pro
     return out or None, demo_answers
 
 
+def _training_records(cfg, spec, records, dist) -> list[dict]:
+    """The records the method trains on, plus the refusal anchors of --refusal-anchors."""
+    check_objectives(records, spec.objectives, dist)
+    train_records = [r for r in records if r["objective"] in spec.objectives]
+    anchored = parse_anchor_objectives(cfg.refusal_anchors)
+    if not anchored:
+        return train_records
+    if spec.name not in DISTILL_METHODS:
+        raise MuleError(f"--refusal-anchors needs a distillation method ({', '.join(DISTILL_METHODS)}), "
+                        f"not {spec.name}: the anchors are distilled from the plain frozen model")
+    if "retain" not in spec.objectives:
+        raise MuleError("--refusal-anchors are trained as retain records, but the retain weight is 0")
+    return train_records + refusal_anchor_records(records, anchored, cfg.refusal)
+
+
+def _student(cfg, model_path, device):
+    """(the trainable model in fp32 master weights, its --quant-aware switch or None); bf16 comes from
+    autocast on GPU."""
+    torch.manual_seed(cfg.seed)
+    lm = _load_lm(model_path, torch.float32, device)
+    if cfg.lora_rank:
+        add_lora(lm, cfg.lora_rank, cfg.lora_alpha)
+    quant = quant_aware.enable(lm, cfg.quant_aware) if cfg.quant_aware else None
+    if cfg.gradient_checkpointing:
+        if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5 name
+            lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:  # non-reentrant: DDP-safe
+            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        lm.config.use_cache = False
+    return lm.train(), quant
+
+
 def _distill(cfg, records, dist, device, out, on_step) -> dict:
     spec = spec_for(cfg)
     _rank0_first(dist, lambda: output.prepare(out, overwrite=cfg.overwrite, resume=cfg.resume))
     if records is None:
         records = read_many(cfg.data)
-    check_objectives(records, spec.objectives, dist)
-    train_records = [r for r in records if r["objective"] in spec.objectives]
-    anchored = parse_anchor_objectives(cfg.refusal_anchors)
-    if anchored:
-        if spec.name not in DISTILL_METHODS:
-            raise MuleError(f"--refusal-anchors needs a distillation method ({', '.join(DISTILL_METHODS)}), "
-                            f"not {spec.name}: the anchors are distilled from the plain frozen model")
-        if "retain" not in spec.objectives:
-            raise MuleError("--refusal-anchors are trained as retain records, but the retain weight is 0")
-        train_records = train_records + refusal_anchor_records(records, anchored, cfg.refusal)
+    train_records = _training_records(cfg, spec, records, dist)
 
     model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path)
@@ -212,20 +237,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
                          grad_accum=cfg.grad_accum, seed=cfg.seed, epochs=cfg.epochs, max_steps=cfg.max_steps)
     total = len(plan)
 
-    torch.manual_seed(cfg.seed)
-    lm = _load_lm(model_path, torch.float32, device)  # fp32 master weights; bf16 via autocast on GPU
-    if cfg.lora_rank:
-        from .lora import add_lora
-
-        add_lora(lm, cfg.lora_rank, cfg.lora_alpha)
-    quant = quant_aware.enable(lm, cfg.quant_aware) if cfg.quant_aware else None
-    if cfg.gradient_checkpointing:
-        if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5 name
-            lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:  # non-reentrant: DDP-safe
-            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        lm.config.use_cache = False
-    lm.train()
+    lm, quant = _student(cfg, model_path, device)
     module = D.wrap(ResponseLogits(lm), dist, fsdp=cfg.fsdp, device=device)
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
@@ -323,8 +335,6 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
     if quant is not None:
         quant.remove()
     if cfg.lora_rank:
-        from .lora import merge_lora
-
         merge_lora(lm)  # a plain model folder: the adapters folded into the weights
     state = D.full_state_dict(module)
     model_dir = out / output.MODEL
@@ -340,68 +350,75 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
 def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dist, device, autocast_dtype,
                 cos_params) -> dict:
     """Forward/backward over the step's micro-batches; returns metrics and whether the update is finite."""
-    step_examples = [examples[i] for mb in micro_batches for i in mb]
-    counts = {}
-    for ex in step_examples:
-        counts[ex.objective] = counts.get(ex.objective, 0) + units(spec, ex.objective, ex.n)
-    sums = [0.0] * len(OBJECTIVES)
-    tokens = 0
-    finite = True
-    cos_vecs: dict[str, torch.Tensor] = {}
+    counts = _unit_counts(spec, [examples[i] for mb in micro_batches for i in mb])
+    sums, tokens, finite, cos_vecs = dict.fromkeys(OBJECTIVES, 0.0), 0, True, {}
     for i, mb in enumerate(micro_batches):
-        local = split_for_rank(mb, dist.rank, dist.world)
-        dummy = not local  # fewer records than ranks: join the collective with a zero loss
+        local = split_for_rank(mb, dist.rank, dist.world)  # empty: fewer records than ranks
         batch = collate([examples[j] for j in (local or mb[:1])], pad_id)
-        last = i == len(micro_batches) - 1
-        with D.no_sync(module, dist.enabled and not last):
-            with torch.autocast(torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                s = module(*(t.to(device) for t in (batch.student.input_ids, batch.student.attention_mask,
-                                                     batch.student.positions)))
-            # no up-cast: the losses accumulate in fp32 themselves, and the fused kernel reads bf16/fp16
-            # logits directly (an fp32 copy of [B, R, V] would be the step's largest tensor)
-            terms = {}
-            ok = bool(torch.isfinite(s[batch.student.valid.to(device)]).all())
-            if ok:
-                try:
-                    terms = loss_sums(spec, cfg, batch, s, teacher)
-                except ValueError as exc:
-                    if "non-finite" not in str(exc):
-                        raise
-                    ok = False
-            loss = s.sum() * 0.0
-            for obj, value in terms.items():
-                loss = loss + cfg.weights[obj] * value / counts[obj]
-            if not ok or not bool(torch.isfinite(loss)):
-                finite = False
-                loss = s.sum() * 0.0  # still run backward so every rank joins the gradient all-reduce
-            if dummy:
-                loss = loss * 0.0
-            if cos_params is not None and ok and not dummy:
-                for obj, value in terms.items():
-                    grads = torch.autograd.grad(cfg.weights[obj] * value / counts[obj], cos_params,
-                                                retain_graph=True, allow_unused=True)
-                    vec = _flat_grads(cos_params, grads)
+        with D.no_sync(module, dist.enabled and i < len(micro_batches) - 1):
+            loss, terms, ok = _micro_batch_loss(cfg, spec, batch, module, teacher, device, autocast_dtype, counts)
+            finite &= ok
+            if cos_params is not None and ok and local:
+                for obj, vec in _objective_grads(cfg, terms, counts, cos_params).items():
                     cos_vecs[obj] = cos_vecs[obj] + vec if obj in cos_vecs else vec
-            (loss * dist.world).backward()
-        if not dummy:
+            (loss * (dist.world if local else 0.0)).backward()  # every rank joins the gradient all-reduce
+        if local:
             tokens += batch.tokens()
             for obj, value in terms.items():
-                sums[OBJECTIVES.index(obj)] += float(value.detach())
-    stats = D.sum_over_ranks(dist, [*sums, float(tokens), 0.0 if finite else 1.0])
-    finite = stats[-1] == 0.0
-    per_objective = {o: stats[j] / counts[o] for j, o in enumerate(OBJECTIVES) if counts.get(o)
-                     and o in spec.objectives}
-    loss_value = sum(cfg.weights[o] * v for o, v in per_objective.items())
-    grad_norm = float("nan")
-    if finite:
-        params = [p for p in module.parameters() if p.requires_grad]
-        norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
-        if hasattr(norm, "full_tensor"):  # FSDP2: the norm is a DTensor over the shards
-            norm = norm.full_tensor()
-        grad_norm = float(norm)
-        finite = math.isfinite(grad_norm)
-    row = {"loss": loss_value, "per_objective": per_objective, "tokens": stats[-2], "finite": finite,
-           "grad_norm": grad_norm}
+                sums[obj] += float(value.detach())
+    stats = D.sum_over_ranks(dist, [*sums.values(), float(tokens), 0.0 if finite else 1.0])
+    per_objective = {o: stats[j] / counts[o] for j, o in enumerate(OBJECTIVES) if counts.get(o) and o in spec.objectives}
+    grad_norm = _clip_grad_norm(module, cfg.max_grad_norm) if stats[-1] == 0.0 else float("nan")
+    row = {"loss": sum(cfg.weights[o] * v for o, v in per_objective.items()), "per_objective": per_objective,
+           "tokens": stats[-2], "finite": math.isfinite(grad_norm), "grad_norm": grad_norm}
     if cos_vecs and dist.main:
         row["cosine"] = _cosines(cos_vecs)
     return row
+
+
+def _unit_counts(spec, step_examples) -> dict[str, int]:
+    """{objective: loss units in the whole step}: the denominators of the per-objective means."""
+    counts: dict[str, int] = {}
+    for ex in step_examples:
+        counts[ex.objective] = counts.get(ex.objective, 0) + units(spec, ex.objective, ex.n)
+    return counts
+
+
+def _micro_batch_loss(cfg, spec, batch, module, teacher, device, autocast_dtype, counts):
+    """(weighted loss on the graph, {objective: loss sum}, finite). A non-finite batch gives a zero loss
+    that still reaches every parameter, so the step can be skipped on all ranks alike."""
+    with torch.autocast(torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        s = module(*(t.to(device) for t in (batch.student.input_ids, batch.student.attention_mask,
+                                             batch.student.positions)))
+    # no up-cast: the losses accumulate in fp32 themselves, and the fused kernel reads bf16/fp16 logits
+    # directly (an fp32 copy of [B, R, V] would be the step's largest tensor)
+    zero = s.sum() * 0.0
+    if not bool(torch.isfinite(s[batch.student.valid.to(device)]).all()):
+        return zero, {}, False
+    try:
+        terms = loss_sums(spec, cfg, batch, s, teacher)
+    except NonFiniteLogits:  # the teacher's logits
+        return zero, {}, False
+    loss = sum((cfg.weights[obj] * value / counts[obj] for obj, value in terms.items()), zero)
+    if not bool(torch.isfinite(loss)):
+        return zero, terms, False
+    return loss, terms, True
+
+
+def _objective_grads(cfg, terms, counts, params) -> dict[str, torch.Tensor]:
+    """{objective: its weighted loss's gradient on `params`, flattened} for --grad-cosine."""
+    out = {}
+    for obj, value in terms.items():
+        grads = torch.autograd.grad(cfg.weights[obj] * value / counts[obj], params, retain_graph=True,
+                                    allow_unused=True)
+        out[obj] = _flat_grads(params, grads)
+    return out
+
+
+def _clip_grad_norm(module, max_norm: float) -> float:
+    """Clip (max_norm <= 0: only measure) and return the global gradient norm."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+    if hasattr(norm, "full_tensor"):  # FSDP2: the norm is a DTensor over the shards
+        norm = norm.full_tensor()
+    return float(norm)

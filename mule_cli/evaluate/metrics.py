@@ -11,6 +11,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from ..records import FORGET_LIKE
 from ..rouge import rouge_l
 
 
@@ -54,7 +55,7 @@ def _mcq(objective: str):
 
 
 def _forget_like(row) -> bool:
-    return row["objective"] in ("forget", "adversarial") and "declined" in row
+    return row["objective"] in FORGET_LIKE and "declined" in row
 
 
 # Every metric but `overall` is the mean × 100 of one per-record value over the rows a selector picks.

@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 from .. import lm
 from ..errors import MuleError
 from ..intentions import REFUSAL, parse_demos, pick_demos, teacher_context
-from ..records import OBJECTIVES
+from ..records import FORGET_LIKE, OBJECTIVES
 from . import mcq
 from .attacks import AttackSettings, metric_defs, run_attack, summarize_attack
 from .bootstrap import LEVEL, add_intervals
@@ -147,7 +147,7 @@ def generation_rows(model, tokenizer, records: Sequence[dict], s: EvalSettings, 
     rows = []
     for rec, gen in zip(records, gens):
         row = {"id": rec["id"], "objective": rec["objective"], "generation": gen, **rouge_scores(rec["answer"], gen)}
-        if rec["objective"] in ("forget", "adversarial"):
+        if rec["objective"] in FORGET_LIKE:
             row["declined"] = declines(gen, s.refusal)
         if rec["objective"] == "adversarial":
             row["prefill"] = rec.get("prefill")

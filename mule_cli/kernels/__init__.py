@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 
 from . import build
-from .reference import check_args, nonfinite_error, reference_loss
+from .reference import NonFiniteLogits, check_args, nonfinite_error, reference_loss
 
-__all__ = ["topk_union_smooth_l1_loss", "topk_union_smooth_l1_from_hidden", "backend", "reference_loss",
+__all__ = ["NonFiniteLogits", "topk_union_smooth_l1_loss", "topk_union_smooth_l1_from_hidden", "backend", "reference_loss",
            "kernel_inputs"]
 
 IMPLS = ("auto", "fused", "reference")

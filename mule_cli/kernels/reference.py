@@ -41,8 +41,12 @@ def check_args(student: torch.Tensor, teacher: torch.Tensor, k: int, beta: float
             raise ValueError(f"valid mask shape {tuple(valid.shape)} does not match positions {tuple(student.shape[:-1])}")
 
 
-def nonfinite_error(row: int) -> ValueError:
-    return ValueError(
+class NonFiniteLogits(ValueError):
+    """NaN or ±inf at a valid position: the loss is undefined there (training skips the step)."""
+
+
+def nonfinite_error(row: int) -> NonFiniteLogits:
+    return NonFiniteLogits(
         f"non-finite value (NaN or ±inf) in the student or teacher logits at position {row} "
         "(row of the flattened [N, V] logits); the top-K loss is undefined there — mask the position out "
         "with `valid` or fix the logits"

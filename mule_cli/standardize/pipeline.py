@@ -13,7 +13,7 @@ from typing import Callable
 
 from ..errors import MuleError
 from ..models import DEFAULT_MODEL
-from ..records import OBJECTIVES, validate_record
+from ..records import FORGET_LIKE, OBJECTIVES, validate_record
 from .anchors import add_anchors
 from .extract import extract_cloze
 from .formats import Loaded, Passage, load_inputs
@@ -220,7 +220,7 @@ def standardize(inputs, *, fmt: str = "auto", objectives=(), generator=DEFAULT_M
     for rec in new:
         if domain and not rec.get("domain"):
             rec["domain"] = domain
-        elif target and rec["objective"] in ("forget", "adversarial") and not rec.get("domain"):
+        elif target and rec["objective"] in FORGET_LIKE and not rec.get("domain"):
             rec["domain"] = target
     records, stats["duplicates_dropped"] = _dedupe(unified + new)
     records = _assign_ids(records, set(seen_ids))
