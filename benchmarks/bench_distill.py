@@ -16,6 +16,7 @@ Time: median over --repeats steps after --warmup steps. tokens/s counts student 
 Examples:
   python benchmarks/bench_distill.py                    # default model, CPU (fp32) or GPU (bf16 autocast)
   python benchmarks/bench_distill.py --batch-size 4 --repeats 2 --threads 2
+  python benchmarks/bench_distill.py --quant-aware q4_1   # + a fused step through fake-quantized weights
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ def child(args) -> dict:
     tokens = batch.tokens()
     teacher = Teacher(AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device), 0.0, autocast)
     lm = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(device).train()
+    if args.qa_child:  # --quant-aware: every measured step is a quantized one (training alternates)
+        from mule_cli.distill.quant_aware import enable
+
+        enable(lm, args.qa_child)
     student = ResponseLogits(lm)
     opt = torch.optim.AdamW(student.parameters(), lr=1e-5)
     cuda = device.startswith("cuda")
@@ -97,7 +102,7 @@ def child(args) -> dict:
         with torch.autocast(torch.device(device).type, dtype=autocast, enabled=autocast is not None):
             s = student(*(t.to(device) for t in (batch.student.input_ids, batch.student.attention_mask,
                                                   batch.student.positions)))
-        terms = loss_sums(spec, cfg, batch, s.float(), teacher)
+        terms = loss_sums(spec, cfg, batch, s, teacher)
         loss = sum(v / max(1, int(batch.student.valid[[i for i, e in enumerate(examples) if e.objective == o]].sum()))
                    for o, v in terms.items())
         loss.backward()
@@ -127,7 +132,8 @@ def child(args) -> dict:
     from mule_cli.kernels import backend
 
     med = statistics.median(times)
-    return {"impl": args.impl, "backend": backend(device) if args.impl != "reference" else "reference",
+    return {"impl": args.impl + (f"+{args.qa_child}" if args.qa_child else ""),
+            "backend": backend(device) if args.impl != "reference" else "reference",
             "device": device, "dtype": str(dtype), "batch": args.batch_size, "tokens": tokens,
             "response_positions": int(batch.student.valid.sum()), "step_s": med, "tokens_per_s": tokens / med,
             "peak_extra_mb": peak_mb, "torch_threads": torch.get_num_threads()}
@@ -143,27 +149,37 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--json", help="Also write the results here.")
+    ap.add_argument("--quant-aware", metavar="GRID", help="Also time a fused step through weights fake-quantized "
+                    "on GRID (q4_1, int4, int8), as `mule distill --quant-aware` runs every other step.")
     ap.add_argument("--child", dest="impl", help=argparse.SUPPRESS)
+    ap.add_argument("--qa-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.impl:
         print(json.dumps(child(args)))
         return
     rows = {}
-    for impl in ("reference", "fused"):
-        cmd = [sys.executable, __file__, "--child", impl, *sys.argv[1:]]
+    runs = [("reference", "reference", []), ("fused", "fused", [])]
+    if args.quant_aware:
+        runs.append(("quant_aware", "fused", ["--qa-child", args.quant_aware]))
+    for name, impl, extra in runs:
+        cmd = [sys.executable, __file__, "--child", impl, *extra, *sys.argv[1:]]
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if res.returncode != 0:
-            sys.exit(f"{impl} run failed:\n{res.stderr[-3000:]}")
-        rows[impl] = json.loads(res.stdout.strip().splitlines()[-1])
+            sys.exit(f"{name} run failed:\n{res.stderr[-3000:]}")
+        rows[name] = json.loads(res.stdout.strip().splitlines()[-1])
     ref, fused = rows["reference"], rows["fused"]
     print(f"device {ref['device']} ({ref['dtype']}), batch {ref['batch']} records, {ref['tokens']} tokens "
           f"(student+teacher), {ref['response_positions']} response positions, torch threads {ref['torch_threads']}")
-    print(f"{'impl':<10} {'backend':<11} {'step s':>8} {'tokens/s':>10} {'peak extra MB':>14}")
-    for r in (ref, fused):
-        print(f"{r['impl']:<10} {r['backend']:<11} {r['step_s']:>8.3f} {r['tokens_per_s']:>10.1f} {r['peak_extra_mb']:>14.1f}")
+    print(f"{'impl':<12} {'backend':<11} {'step s':>8} {'tokens/s':>10} {'peak extra MB':>14}")
+    for r in rows.values():
+        print(f"{r['impl']:<12} {r['backend']:<11} {r['step_s']:>8.3f} {r['tokens_per_s']:>10.1f} {r['peak_extra_mb']:>14.1f}")
     print(f"fused/reference: time x{fused['step_s'] / ref['step_s']:.3f}, "
           f"peak extra memory x{fused['peak_extra_mb'] / max(ref['peak_extra_mb'], 1e-9):.3f}, "
           f"tokens/s x{fused['tokens_per_s'] / ref['tokens_per_s']:.3f}")
+    if args.quant_aware:
+        ratio = rows["quant_aware"]["step_s"] / fused["step_s"]
+        print(f"quant-aware/fused: quantized step x{ratio:.3f}; a run alternates quantized and plain steps: "
+              f"x{(1 + ratio) / 2:.3f} per step on average")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
 

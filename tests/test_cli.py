@@ -47,3 +47,19 @@ def test_unknown_model_is_a_clear_error(tmp_path):
                           "--data", str(tmp_path / "x.jsonl")], capture_output=True, text=True)
     assert res.returncode != 0
     assert "no-such-model" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_distill_cli_defaults_are_the_configs(tmp_path, monkeypatch, default_model_dir):
+    """`mule distill --data D` trains exactly DistillConfig(data=[D]): defaults are declared once, in the
+    config, and the options take them from it (without that, they would hand None to the config)."""
+    import mule_cli.distill as lib
+    from mule_cli.distill import DistillConfig
+
+    seen = {}
+    monkeypatch.setattr(lib, "distill", lambda cfg, records: seen.setdefault("cfg", cfg) and
+                        {"model": "m", "steps": 0})
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": "f1", "objective": "forget", "question": "Q?", "answer": "A"}\n')
+    result = CliRunner().invoke(cli, ["distill", "--data", str(data)])
+    assert result.exit_code == 0, result.output
+    assert seen["cfg"].to_dict() == DistillConfig(data=[str(data)]).to_dict()

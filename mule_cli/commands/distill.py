@@ -7,9 +7,7 @@ import os
 
 import click
 
-from ..distill.config import METHODS
-from ..intentions import REFUSAL
-from ..losses import defaults as LD
+from ..distill.config import METHODS, DistillConfig
 from ..models import locate_model
 from ..records import read_many
 from .common import device_options, model_option
@@ -28,82 +26,82 @@ Examples:
 @click.command(epilog=EPILOG)
 @model_option()
 @click.option("--data", "-d", required=True, multiple=True, help="Training records, JSONL (- = stdin); repeatable.")
-@click.option("-o", "--output", default="runs/distill", show_default=True,
+@click.option("-o", "--output", show_default=True,
               help="Output folder: model/ (HF format), train_log.jsonl, run.json, checkpoint/.")
 @click.option("--method", type=click.Choice(METHODS),
-              default="ours", show_default=True, help=METHOD_HELP)
+              show_default=True, help=METHOD_HELP)
 @click.option("--target", help="What to unlearn, e.g. \"Harry Potter\"; fills the built-in intention prompts.")
 @click.option("--intentions", type=click.Path(dir_okay=False),
               help="Intention prompts file (JSON or [objective] sections); in JSON, null for an objective means "
                    "no intention: its teacher sees the student's own context.")
-@click.option("--teacher", type=click.Choice(["oracle", "ensemble"]), default="oracle", show_default=True,
+@click.option("--teacher", type=click.Choice(["oracle", "ensemble"]), show_default=True,
               help="oracle: each record's own objective prompt; ensemble: all prompts concatenated.")
-@click.option("--demos", default="3", show_default=True,
+@click.option("--demos", show_default=True,
               help="Few-shot demonstrations in the teacher context: one count, or per objective, e.g. retain=0 "
                    "(objectives not named keep 3).")
-@click.option("--amplify", default="0", show_default=True,
+@click.option("--amplify", show_default=True,
               help="λ: teacher logits = t_p + λ(t_p − t_plain) (0 = the paper). One number applies to "
                    "forget/adversarial; per objective, e.g. forget=2,adversarial=2,neighbor=1 (unnamed: 0).")
-@click.option("--response", default="data", show_default=True,
+@click.option("--response", show_default=True,
               help="Tokens both sides are forced on: data (the record's answer), teacher (the prompted teacher's "
                    "greedy answer) or base (the base model's greedy answer to the plain question); one for all "
                    "objectives or per objective, e.g. retain=base,neighbor=base. Generated answers are cached. "
                    "student = the student's own greedy answer, regenerated every --student-refresh steps "
                    "(on-policy), e.g. retain=student.")
-@click.option("--demo-answers", default="data", show_default=True, metavar="SOURCE",
+@click.option("--demo-answers", show_default=True, metavar="SOURCE",
               help="What the teacher's neighbour/retain demonstrations answer: data (the records' answers) or base "
                    "(the base model's own greedy answers, generated once and cached), e.g. neighbor=base. Short "
                    "data answers teach the teacher, and through it the student, to answer tersely; forget-like "
                    "demos always show the refusal.")
-@click.option("--student-refresh", type=click.IntRange(min=1), default=10, show_default=True, metavar="STEPS",
+@click.option("--student-refresh", type=click.IntRange(min=1), show_default=True, metavar="STEPS",
               help="With --response OBJ=student: regenerate the student's answers every STEPS optimizer steps.")
-@click.option("--refusal", default=REFUSAL, show_default=True, metavar="TEXT",
+@click.option("--refusal", show_default=True, metavar="TEXT",
               help="The answer the forget/adversarial demonstrations show, SFT trains on and refusal anchors "
                    "use; the built-in intention prompts say it too (an --intentions file should match it).")
-@click.option("--refusal-anchors", default="", metavar="OBJECTIVES",
+@click.option("--refusal-anchors", metavar="OBJECTIVES",
               help="neighbor,retain: add a copy of each such record forced on the --refusal text and distilled from "
                    "the plain base model (trained as retain), so the student refuses them no more readily than the "
                    "base did (ours/duet/bild).")
-@click.option("--weights", default="forget=1,retain=1,neighbor=1,adversarial=1", show_default=True,
+@click.option("--weights", show_default=True,
               help="Per-objective loss weights.")
-@click.option("--top-k", type=int, default=LD.DISTILL_TOP_K, show_default=True, help="K of ours/duet.")
-@click.option("--beta", type=float, default=LD.DISTILL_HUBER_BETA, show_default=True, help="Smooth-L1 β of ours/duet.")
-@click.option("--bild-top-k", type=int, default=LD.BILD_TOP_K, show_default=True)
-@click.option("--bild-temperature", type=float, default=LD.BILD_TEMPERATURE, show_default=True)
-@click.option("--npo-beta", type=float, default=LD.NPO_BETA, show_default=True)
-@click.option("--simnpo-beta", type=float, default=LD.SIMNPO_BETA, show_default=True)
-@click.option("--simnpo-gamma", type=float, default=LD.SIMNPO_GAMMA, show_default=True)
+@click.option("--top-k", type=int, show_default=True, help="K of ours/duet.")
+@click.option("--beta", type=float, show_default=True, help="Smooth-L1 β of ours/duet.")
+@click.option("--bild-top-k", type=int, show_default=True)
+@click.option("--bild-temperature", type=float, show_default=True)
+@click.option("--npo-beta", type=float, show_default=True)
+@click.option("--simnpo-beta", type=float, show_default=True)
+@click.option("--simnpo-gamma", type=float, show_default=True)
 @click.option("--forget-weight", type=float, help="Scale of the forget term of ga/graddiff/npo/simnpo "
               "(default: the method's: 1, simnpo 0.1375).")
 @click.option("--retain-weight", type=float, help="Scale of the retain NLL of graddiff/npo/simnpo (default 1).")
-@click.option("--loss-impl", type=click.Choice(["auto", "fused", "reference"]), default="auto", show_default=True,
+@click.option("--loss-impl", type=click.Choice(["auto", "fused", "reference"]), show_default=True,
               help="Top-K loss implementation of `ours`.")
-@click.option("--lr", type=float, default=5e-5, show_default=True)
-@click.option("--weight-decay", type=float, default=0.0, show_default=True)
-@click.option("--warmup-steps", type=int, default=0, show_default=True)
-@click.option("--schedule", type=click.Choice(["constant", "linear", "cosine"]), default="constant", show_default=True)
-@click.option("--max-grad-norm", type=float, default=1.0, show_default=True, help="Gradient clipping (0 = off).")
-@click.option("--lora-rank", type=int, default=0, show_default=True,
+@click.option("--lr", type=float, show_default=True)
+@click.option("--weight-decay", type=float, show_default=True)
+@click.option("--warmup-steps", type=int, show_default=True)
+@click.option("--schedule", type=click.Choice(["constant", "linear", "cosine"]), show_default=True)
+@click.option("--max-grad-norm", type=float, show_default=True, help="Gradient clipping (0 = off).")
+@click.option("--lora-rank", type=int, show_default=True,
               help="Train rank-R LoRA adapters on the attention/MLP projections instead of every weight (0 = off); "
                    "merged into the saved model.")
-@click.option("--lora-alpha", type=float, default=16.0, show_default=True, help="LoRA scale numerator (scale = α/R).")
+@click.option("--lora-alpha", type=float, show_default=True, help="LoRA scale numerator (scale = α/R).")
 @click.option("--quant-aware", metavar="GRID", type=click.Choice(["q4_1", "int4", "int8"]),
               help="Train through fake-quantized weights on every other step (q4_1 = GGUF Q4_1, int4 = symmetric "
                    "groups of 128, int8 = per channel) so a quantized copy of the saved model forgets too.")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Records per micro-batch (global).")
-@click.option("--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per optimizer step.")
-@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option("--batch-size", type=int, show_default=True, help="Records per micro-batch (global).")
+@click.option("--grad-accum", type=int, show_default=True, help="Micro-batches per optimizer step.")
+@click.option("--epochs", type=int, show_default=True)
 @click.option("--max-steps", type=int, help="Stop after this many optimizer steps (overrides --epochs).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--max-length", type=int, default=1024, show_default=True, help="Token limit per sequence.")
+@click.option("--seed", type=int, show_default=True)
+@click.option("--max-length", type=int, show_default=True, help="Token limit per sequence.")
 @device_options
 @click.option("--fsdp", is_flag=True, help="Shard the student with FSDP (under torchrun; for models too big for one GPU).")
 @click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations in backward (less memory).")
-@click.option("--save-every", type=int, default=0, show_default=True, help="Checkpoint every N steps (0 = only on Ctrl-C).")
+@click.option("--save-every", type=int, show_default=True, help="Checkpoint every N steps (0 = only on Ctrl-C).")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
-@click.option("--max-bad-steps", type=int, default=5, show_default=True, help="Abort after this many non-finite steps in a row.")
-@click.option("--grad-cosine", type=int, default=0, show_default=True,
+@click.option("--max-bad-steps", type=int, show_default=True, help="Abort after this many non-finite steps in a row.")
+@click.option("--grad-cosine", type=int, show_default=True,
               help="Every N steps log cosines between per-objective gradients of the last 3 blocks (0 = off).")
 @click.option("--show-prompts", is_flag=True, help="Print the teacher and student contexts for one record per objective and exit.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -120,3 +118,22 @@ def distill(show_prompts, quiet, data, **options):
     summary = run_distill(cfg, records)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         click.echo(f"wrote {summary['model']} ({summary['steps']} steps); log: {cfg.output}/train_log.jsonl", err=True)
+
+
+def _config_default_text(value):
+    """A DistillConfig default as the option text that parses back to it (weights dict -> "forget=1,...")."""
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v:g}" for k, v in value.items())
+    return value
+
+
+def _defaults_from_config(command: click.Command) -> click.Command:
+    """Every option that is a DistillConfig field shows and uses the config's default: declared once there."""
+    config = DistillConfig()
+    for param in command.params:
+        if param.name in config.__dataclass_fields__ and param.name not in ("model", "device", "dtype"):
+            param.default = _config_default_text(getattr(config, param.name))
+    return command
+
+
+_defaults_from_config(distill)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ..errors import MuleError
 from ..intentions import REFUSAL, parse_demos
+from ..losses import defaults as LD
 from ..objective_options import objective_items, per_objective
 from ..quant import GRID_NAMES
 from ..records import FORGET_LIKE, OBJECTIVES
@@ -116,13 +117,13 @@ class DistillConfig:
     refusal: str = REFUSAL  # what forget-like demos, SFT and refusal anchors answer (the prompts should say it too)
     refusal_anchors: str = ""  # "neighbor,retain": copies forced on the refusal, plain teacher (refusal_anchors.py)
     # loss hyper-parameters
-    top_k: int = 20
-    beta: float = 1.0
-    bild_top_k: int = 8
-    bild_temperature: float = 3.0
-    npo_beta: float = 0.1
-    simnpo_beta: float = 2.5
-    simnpo_gamma: float = 0.0
+    top_k: int = LD.DISTILL_TOP_K
+    beta: float = LD.DISTILL_HUBER_BETA
+    bild_top_k: int = LD.BILD_TOP_K
+    bild_temperature: float = LD.BILD_TEMPERATURE
+    npo_beta: float = LD.NPO_BETA
+    simnpo_beta: float = LD.SIMNPO_BETA
+    simnpo_gamma: float = LD.SIMNPO_GAMMA
     forget_weight: float | None = None  # per-method scale of the forget-side term (None = method default)
     retain_weight: float | None = None  # graddiff/npo/simnpo: scale of the retain NLL term (None = method default)
     loss_impl: str = "auto"
