@@ -19,18 +19,31 @@ class ResponseLogits(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """[B, L] tokens, [B, R] positions -> [B, R, V] logits (model dtype)."""
-        decoder = _decoder(self.lm)
-        head = self.lm.get_output_embeddings()
-        if decoder is None or head is None:  # unusual architecture: full logits, then gather
+        if not self.linear_head:  # unusual architecture: full logits, then gather
             logits = self.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-            return logits.gather(1, positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
-        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-        picked = hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
-        logits = head(picked)
+            logits = logits.gather(1, positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+        else:
+            logits = self.head(self.hidden(input_ids, attention_mask, positions))
         cap = getattr(self.lm.config, "final_logit_softcapping", None)
-        if cap:
+        if cap and self.linear_head:
             logits = torch.tanh(logits / cap) * cap
         return logits
+
+    @property
+    def linear_head(self) -> bool:
+        """Whether the logits are lm_head(final-norm hidden state), nothing after it: then anything linear
+        in the logits (the teacher's amplification) can be done on the hidden states instead."""
+        return _decoder(self.lm) is not None and self.lm.get_output_embeddings() is not None
+
+    @property
+    def head(self) -> nn.Module:
+        return self.lm.get_output_embeddings()
+
+    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """[B, R, d] final-norm hidden states at the response positions (needs `linear_head`)."""
+        hidden = _decoder(self.lm)(input_ids=input_ids, attention_mask=attention_mask,
+                                   use_cache=False).last_hidden_state
+        return hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
 
 
 def _decoder(lm: nn.Module):

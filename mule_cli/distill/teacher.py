@@ -4,6 +4,12 @@ It gives (a) its logits at the response positions with the intention prompt in c
 amplified per objective (--amplify λ: t_p + λ·(t_p − t_plain), where t_plain is the same model on the
 student's context; by default on the forget-like records only), and (b) plain-context log-likelihoods,
 the reference of NPO.
+
+Teacher output cache: a record's teacher context and response tokens are the same every epoch unless its
+response is regenerated (`--response OBJ=student`), so its target is computed once and kept: the final-norm
+hidden states at its response positions, with the amplification applied there (h_p + λ(h_p − h_plain):
+the logits are linear in the hidden state), turned into logits through the lm_head at loss time. Keyed by
+the exact token ids, so a regenerated response is a new entry; `keep_only` drops stale ones.
 """
 
 from __future__ import annotations
@@ -15,23 +21,74 @@ from .config import parse_amplify
 from .forward import ResponseLogits
 
 class Teacher:
-    def __init__(self, lm, amplify: float | dict = 0.0, autocast_dtype=None):
-        """amplify: λ for forget/adversarial records, or {objective: λ}."""
+    def __init__(self, lm, amplify: float | dict = 0.0, autocast_dtype=None, cache: bool = True):
+        """amplify: λ for forget/adversarial records, or {objective: λ}; cache: keep each record's target."""
         self.lm = lm.eval()
         for p in self.lm.parameters():
             p.requires_grad_(False)
-        self.head = ResponseLogits(self.lm)
+        self.net = ResponseLogits(self.lm)
         self.amplify = parse_amplify(amplify)
         self.autocast_dtype = autocast_dtype
         self.device = next(lm.parameters()).device
+        # exact only when the logits are a linear function of the final hidden state (no soft-capping)
+        self.cache: dict | None = {} if cache and self.net.linear_head and not getattr(
+            lm.config, "final_logit_softcapping", None) else None
 
     def _run(self, side) -> torch.Tensor:
         """Response logits in the dtype the model computes them (bf16 under bf16 autocast)."""
         side = side.to(self.device)
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            return self.head(side.input_ids, side.attention_mask, side.positions)
+        with self._autocast():
+            return self.net(side.input_ids, side.attention_mask, side.positions)
 
     def logits(self, batch: Batch) -> torch.Tensor:
+        """Teacher logits [B, R, V] aligned row by row with the student's response logits (see _logits);
+        from the output cache where the record's target was computed before."""
+        if self.cache is None:
+            return self._logits(batch)
+        keys = [_key(e) for e in batch.examples]
+        first_row: dict = {}
+        for row, key in enumerate(keys):
+            if key not in self.cache:
+                first_row.setdefault(key, row)
+        if first_row:
+            self._fill(batch, list(first_row.values()), keys)
+        width = batch.student.positions.shape[1]
+        first = self.cache[keys[0]]
+        h = torch.zeros(len(keys), width, first.shape[-1], dtype=first.dtype)
+        for row, key in enumerate(keys):
+            cached = self.cache[key]
+            h[row, :cached.shape[0]] = cached
+        with torch.inference_mode(), self._autocast():
+            t = self.net.head(h.to(self.device))
+        return t.clone()
+
+    def keep_only(self, examples) -> None:
+        """Drop cached targets no current example uses (after responses were regenerated)."""
+        if self.cache:
+            live = {_key(e) for e in examples}
+            for key in [k for k in self.cache if k not in live]:
+                del self.cache[key]
+
+    def _fill(self, batch: Batch, rows: list[int], keys: list) -> None:
+        """Compute and cache the amplified final hidden states of batch rows `rows`."""
+        with torch.inference_mode(), self._autocast():
+            teacher, student = _rows(batch.teacher, rows).to(self.device), _rows(batch.student, rows).to(self.device)
+            h = self.net.hidden(teacher.input_ids, teacher.attention_mask, teacher.positions).float()
+            objectives = [batch.objectives[i] for i in rows]
+            amp = [j for j, o in enumerate(objectives) if self.amplify[o]]
+            if amp:
+                plain = self.net.hidden(*(t[amp] for t in (student.input_ids, student.attention_mask,
+                                                             student.positions))).float()
+                lam = torch.tensor([self.amplify[objectives[j]] for j in amp], device=h.device).view(-1, 1, 1)
+                h[amp] = h[amp] + lam * (h[amp] - plain)
+        store = h.to(self.autocast_dtype or torch.float32).cpu()
+        for j, i in enumerate(rows):
+            self.cache[keys[i]] = store[j, :batch.examples[i].n].clone()
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
+
+    def _logits(self, batch: Batch) -> torch.Tensor:
         """Teacher logits [B, R, V] aligned row by row with the student's response logits, in the model's
         compute dtype: the losses accumulate in fp32 themselves and the fused kernel reads bf16 directly,
         so an fp32 copy would only double the step's largest tensor. Amplification is computed in fp32 and
@@ -61,3 +118,8 @@ def _rows(side, rows):
 
     idx = torch.tensor(rows, dtype=torch.long)
     return Side(*(t[idx] for t in (side.input_ids, side.attention_mask, side.positions, side.labels, side.valid)))
+
+
+def _key(example) -> tuple:
+    """What a record's teacher target depends on: its objective and the exact tokens of both contexts."""
+    return example.objective, tuple(example.teacher_ids or ()), tuple(example.student_ids), tuple(example.response_ids)

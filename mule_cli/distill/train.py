@@ -283,6 +283,8 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
                                                     progress=cfg.progress and step == start)
                 if refresh or step == start:  # a run resumed between refreshes uses the answers it saved
                     examples = make_examples({**(generated or {}), **student_texts})
+                    if teacher is not None:
+                        teacher.keep_only(examples)
             if quant is not None:
                 quant.set_step(step)
             t0 = time.perf_counter()
