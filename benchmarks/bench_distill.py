@@ -1,9 +1,13 @@
 #!/usr/bin/env python
-"""Benchmark one real `mule distill` training step on the default model: fused loss vs reference.
+"""Benchmark one real `mule distill` training step on the default model, in `make demo`'s setting.
 
-A step = teacher forward (inference mode, intention prompt + demos in context) + student forward at the
-response positions + the `ours` loss per objective + backward + AdamW update, on a fixed batch of
-records drawn from examples/harry_potter (all four objectives mixed, as in training).
+A step = teacher targets (intention prompt + demos in context, amplified forget=2,adversarial=2,neighbor=2
+as in make demo) + student forward at the response positions + the `ours` loss per objective + backward +
+AdamW update, on a fixed batch of records drawn from examples/harry_potter (all four objectives mixed).
+Rows:
+  reference, fused  the teacher forwards every step (no output cache: the path before the cache)
+  cached            fused, teacher targets served from the output cache (every epoch after the first)
+  floor             fused, a precomputed target: student forward + backward + optimizer step alone
 
 Each implementation runs in its own child process so allocator state never leaks between them.
 Peak memory:
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import types
 import subprocess
 import sys
 import time
@@ -78,7 +83,7 @@ def child(args) -> dict:
     cfg = DistillConfig(data=["-"], model=args.model, loss_impl=args.impl, demos=args.demos, progress=False)
     spec = spec_for(cfg)
     batch_records, all_records = _records(args.batch_size)
-    prompts = build_intentions(path=HP / "intentions.json")
+    prompts = build_intentions(path=HP / "intentions_plain_retain.json")
     examples = build_examples(batch_records, tok, method="ours", prompts=prompts, n_demos=args.demos)
     # demos come from the whole pool, as in a real run
     from mule_cli.distill import batches as B
@@ -88,7 +93,11 @@ def child(args) -> dict:
         e.teacher_ids = tok(t_prompt, add_special_tokens=False)["input_ids"] + e.response_ids
     batch = collate(examples, tok.pad_token_id)
     tokens = batch.tokens()
-    teacher = Teacher(AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device), 0.0, autocast)
+    teacher = Teacher(AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device),
+                      "forget=2,adversarial=2,neighbor=2", autocast, cache=args.teacher == "cached")
+    if args.teacher == "floor":  # the target computed once, outside the timed step
+        fixed = teacher.logits(batch)
+        teacher = types.SimpleNamespace(logits=lambda _batch: fixed)
     lm = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(device).train()
     if args.qa_child:  # --quant-aware: every measured step is a quantized one (training alternates)
         from mule_cli.distill.quant_aware import enable
@@ -132,7 +141,7 @@ def child(args) -> dict:
     from mule_cli.kernels import backend
 
     med = statistics.median(times)
-    return {"impl": args.impl + (f"+{args.qa_child}" if args.qa_child else ""),
+    return {"impl": args.impl + (f"+{args.qa_child}" if args.qa_child else ""), "teacher": args.teacher,
             "backend": backend(device) if args.impl != "reference" else "reference",
             "device": device, "dtype": str(dtype), "batch": args.batch_size, "tokens": tokens,
             "response_positions": int(batch.student.valid.sum()), "step_s": med, "tokens_per_s": tokens / med,
@@ -153,14 +162,16 @@ def main():
                     "on GRID (q4_1, int4, int8), as `mule distill --quant-aware` runs every other step.")
     ap.add_argument("--child", dest="impl", help=argparse.SUPPRESS)
     ap.add_argument("--qa-child", help=argparse.SUPPRESS)
+    ap.add_argument("--teacher", default="uncached", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.impl:
         print(json.dumps(child(args)))
         return
     rows = {}
-    runs = [("reference", "reference", []), ("fused", "fused", [])]
+    runs = [("reference", "reference", []), ("fused", "fused", []), ("cached", "fused", ["--teacher", "cached"]),
+            ("floor", "fused", ["--teacher", "floor"])]
     if args.quant_aware:
-        runs.append(("quant_aware", "fused", ["--qa-child", args.quant_aware]))
+        runs.append(("quant_aware", "fused", ["--qa-child", args.quant_aware, "--teacher", "cached"]))
     for name, impl, extra in runs:
         cmd = [sys.executable, __file__, "--child", impl, *extra, *sys.argv[1:]]
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -170,15 +181,18 @@ def main():
     ref, fused = rows["reference"], rows["fused"]
     print(f"device {ref['device']} ({ref['dtype']}), batch {ref['batch']} records, {ref['tokens']} tokens "
           f"(student+teacher), {ref['response_positions']} response positions, torch threads {ref['torch_threads']}")
-    print(f"{'impl':<12} {'backend':<11} {'step s':>8} {'tokens/s':>10} {'peak extra MB':>14}")
-    for r in rows.values():
-        print(f"{r['impl']:<12} {r['backend']:<11} {r['step_s']:>8.3f} {r['tokens_per_s']:>10.1f} {r['peak_extra_mb']:>14.1f}")
+    print(f"{'row':<12} {'impl':<12} {'backend':<11} {'step s':>8} {'tokens/s':>10} {'peak extra MB':>14}")
+    for name, r in rows.items():
+        print(f"{name:<12} {r['impl']:<12} {r['backend']:<11} {r['step_s']:>8.3f} {r['tokens_per_s']:>10.1f} {r['peak_extra_mb']:>14.1f}")
     print(f"fused/reference: time x{fused['step_s'] / ref['step_s']:.3f}, "
           f"peak extra memory x{fused['peak_extra_mb'] / max(ref['peak_extra_mb'], 1e-9):.3f}, "
           f"tokens/s x{fused['tokens_per_s'] / ref['tokens_per_s']:.3f}")
+    cached, floor = rows["cached"], rows["floor"]
+    print(f"teacher output cache: uncached/cached x{fused['step_s'] / cached['step_s']:.3f}, "
+          f"cached/floor x{cached['step_s'] / floor['step_s']:.3f}")
     if args.quant_aware:
-        ratio = rows["quant_aware"]["step_s"] / fused["step_s"]
-        print(f"quant-aware/fused: quantized step x{ratio:.3f}; a run alternates quantized and plain steps: "
+        ratio = rows["quant_aware"]["step_s"] / cached["step_s"]
+        print(f"quant-aware/cached: quantized step x{ratio:.3f}; a run alternates quantized and plain steps: "
               f"x{(1 + ratio) / 2:.3f} per step on average")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
