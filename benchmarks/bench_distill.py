@@ -183,7 +183,8 @@ def main():
           f"(student+teacher), {ref['response_positions']} response positions, torch threads {ref['torch_threads']}")
     print(f"{'row':<12} {'impl':<12} {'backend':<11} {'step s':>8} {'tokens/s':>10} {'peak extra MB':>14}")
     for name, r in rows.items():
-        print(f"{name:<12} {r['impl']:<12} {r['backend']:<11} {r['step_s']:>8.3f} {r['tokens_per_s']:>10.1f} {r['peak_extra_mb']:>14.1f}")
+        print(f"{name:<12} {r['impl']:<12} {r['backend']:<11} {r['step_s']:>8.3f} {r['tokens_per_s']:>10.1f} "
+              f"{r['peak_extra_mb']:>14.1f}")
     print(f"fused/reference: time x{fused['step_s'] / ref['step_s']:.3f}, "
           f"peak extra memory x{fused['peak_extra_mb'] / max(ref['peak_extra_mb'], 1e-9):.3f}, "
           f"tokens/s x{fused['tokens_per_s'] / ref['tokens_per_s']:.3f}")

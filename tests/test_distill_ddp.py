@@ -18,7 +18,8 @@ from test_distill import RECORDS
 
 def _args(model_dir, data, out, extra):
     return ["distill", "-m", str(model_dir), "--data", str(data), "--target", "Harry Potter", "--demos", "1",
-            "-o", str(out), "--max-steps", "2", "--batch-size", "4", "--lr", "1e-3", "--loss-impl", "reference", "-q", *extra]
+            "-o", str(out), "--max-steps", "2", "--batch-size", "4", "--lr", "1e-3", "--loss-impl", "reference", "-q",
+            *extra]
 
 
 def _torchrun(args, env):
@@ -34,8 +35,8 @@ def test_two_gloo_processes_match_one_process(tiny_model_dir, tmp_path, extra):
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
     one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run([sys.executable, "-m", "mule_cli.cli", *_args(tiny_model_dir, data, one, extra)], check=True, env=env,
-                   capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "mule_cli.cli", *_args(tiny_model_dir, data, one, extra)], check=True,
+                   env=env, capture_output=True, timeout=300)
     _torchrun(_args(tiny_model_dir, data, two, extra), env)
     sharded = tmp_path / "fsdp"
     _torchrun([*_args(tiny_model_dir, data, sharded, extra), "--fsdp"], env)
@@ -52,3 +53,26 @@ def test_two_gloo_processes_match_one_process(tiny_model_dir, tmp_path, extra):
     log2 = [json.loads(x) for x in (two / "train_log.jsonl").read_text().splitlines()]
     for r1, r2 in zip(log1, log2):
         assert abs(r1["loss"] - r2["loss"]) < 1e-6 * max(1.0, abs(r1["loss"]))
+
+
+def test_ddp_with_the_chunked_loss_matches_one_process(tmp_path, tokenizer):
+    """A 128k vocabulary: `ours` runs from hidden states, the head weight used outside the DDP forward."""
+    from conftest import make_tiny_llama
+
+    model_dir = tmp_path / "tiny128k"
+    make_tiny_llama(128_256).save_pretrained(model_dir, safe_serialization=True)
+    tokenizer.save_pretrained(model_dir)
+    data = write_jsonl(tmp_path / "d.jsonl", RECORDS)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    args = lambda out: [a if a != "reference" else "fused" for a in _args(model_dir, data, out, [])]  # noqa: E731
+    subprocess.run([sys.executable, "-m", "mule_cli.cli", *args(tmp_path / "one")], check=True, env=env,
+                   capture_output=True, timeout=300)
+    _torchrun(args(tmp_path / "two"), env)
+    for run in ("one", "two"):
+        assert json.loads((tmp_path / run / "run.json").read_text())["loss_from_hidden_states"]
+    a = load_file(str(tmp_path / "one/model/model.safetensors"))
+    b = load_file(str(tmp_path / "two/model/model.safetensors"))
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key

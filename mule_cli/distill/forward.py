@@ -17,8 +17,12 @@ class ResponseLogits(nn.Module):
         super().__init__()
         self.lm = lm
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """[B, L] tokens, [B, R] positions -> [B, R, V] logits (model dtype)."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
+                hidden: bool = False) -> torch.Tensor:
+        """[B, L] tokens, [B, R] positions -> [B, R, V] logits (model dtype); hidden=True: the [B, R, d]
+        final-norm hidden states instead (the chunked loss multiplies them by the lm_head itself)."""
+        if hidden:
+            return self.hidden(input_ids, attention_mask, positions)
         if not self.linear_head:  # unusual architecture: full logits, then gather
             logits = self.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
             logits = logits.gather(1, positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))

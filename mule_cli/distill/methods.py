@@ -61,6 +61,26 @@ def units(spec: MethodSpec, objective: str, n_tokens: int) -> int:
     return 1 if spec.sequence_level_forget and objective in FORGET_LIKE else n_tokens
 
 
+def chunked_loss_sums(spec: MethodSpec, cfg, batch, student_hidden: torch.Tensor, student_head: torch.Tensor,
+                      teacher) -> dict[str, torch.Tensor]:
+    """`ours` from hidden states: {objective: summed loss}, equal to loss_sums on the logits, without
+    either side's [B, R, V] logits or a dense logits gradient (kernels/chunked.py)."""
+    from ..kernels.chunked import topk_union_smooth_l1_from_hidden
+
+    valid = batch.student.valid.to(student_hidden.device)
+    t_hidden = teacher.hidden_targets(batch)
+    out = {}
+    for obj in dict.fromkeys(batch.objectives):
+        if obj not in spec.objectives:
+            continue
+        rows = torch.tensor([i for i, o in enumerate(batch.objectives) if o == obj], device=student_hidden.device)
+        v = valid[rows]
+        per = topk_union_smooth_l1_from_hidden(student_hidden[rows], student_head, t_hidden[rows], teacher.head_weight,
+                                               k=cfg.top_k, beta=cfg.beta, valid=v)
+        out[obj] = per * v.sum().to(torch.float32)
+    return out
+
+
 def loss_sums(spec: MethodSpec, cfg, batch, student_logits: torch.Tensor, teacher=None) -> dict[str, torch.Tensor]:
     """{objective: summed loss over its units in this micro-batch} (fp32 scalars on the graph)."""
     valid = batch.student.valid.to(student_logits.device)

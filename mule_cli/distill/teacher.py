@@ -45,6 +45,14 @@ class Teacher:
         from the output cache where the record's target was computed before."""
         if self.cache is None:
             return self._logits(batch)
+        h = self.hidden_targets(batch)
+        with torch.inference_mode(), self._autocast():
+            t = self.net.head(h)
+        return t.clone()
+
+    def hidden_targets(self, batch: Batch) -> torch.Tensor:
+        """[B, R, d] amplified final hidden states whose lm_head product is the teacher's logits (zeros at
+        padded response slots), on the teacher's device; needs the cache (a linear head)."""
         keys = [_key(e) for e in batch.examples]
         first_row: dict = {}
         for row, key in enumerate(keys):
@@ -58,9 +66,11 @@ class Teacher:
         for row, key in enumerate(keys):
             cached = self.cache[key]
             h[row, :cached.shape[0]] = cached
-        with torch.inference_mode(), self._autocast():
-            t = self.net.head(h.to(self.device))
-        return t.clone()
+        return h.to(self.device)
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        return self.net.head.weight
 
     def keep_only(self, examples) -> None:
         """Drop cached targets no current example uses (after responses were regenerated)."""

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import MuleError
-from ..kernels import NonFiniteLogits
+from ..kernels import NonFiniteLogits, backend
 from ..intentions import build_intentions
 from ..models import pick_device, pick_dtype, resolve_model, load_tokenizer
 from ..records import OBJECTIVES, read_many
@@ -29,11 +29,14 @@ from .batches import (anchor_units, build_examples, collate, split_for_rank, stu
 from .forward import ResponseLogits, decoder_layers
 from .lora import add_lora, merge_lora
 from .config import DISTILL_METHODS, DistillConfig, config_changes
-from .methods import loss_sums, spec_for, units
+from .methods import chunked_loss_sums, loss_sums, spec_for, units
 from .on_policy import SOURCE as STUDENT, student_answers
 from .responses import records_answered_by, teacher_responses
 from .refusal_anchors import is_anchor, parse_objectives as parse_anchor_objectives, refusal_anchor_records
 from .teacher import Teacher
+
+
+CHUNKED_MIN_VOCAB = 65_536  # from this vocabulary size on, `ours` never builds [B, R, V] logits
 
 
 class Interrupted(MuleError):
@@ -202,6 +205,19 @@ def _student(cfg, model_path, device):
     return lm.train(), quant
 
 
+def _chunked_head(cfg, spec, lm, teacher, quant, device):
+    """For `ours` on a vocabulary of CHUNKED_MIN_VOCAB or more: a function giving the student's lm_head
+    weight (on the --quant-aware grid when that step is quantized), so the loss runs from hidden states
+    chunk by chunk (kernels/chunked.py) and neither side's [B, R, V] logits exist. None = the logits path:
+    smaller vocabularies, other methods, FSDP (the head is sharded outside the forward), a soft-capped or
+    unusual head (no teacher cache), or no fused kernel."""
+    head = lm.get_output_embeddings()
+    if (spec.name != "ours" or cfg.fsdp or cfg.loss_impl == "reference" or teacher is None or teacher.cache is None
+            or head is None or head.weight.shape[0] < CHUNKED_MIN_VOCAB or not backend(device).startswith("fused")):
+        return None
+    return lambda: quant.weight(head.weight) if quant is not None else head.weight
+
+
 def _distill(cfg, records, dist, device, out, on_step) -> dict:
     spec = spec_for(cfg)
     _rank0_first(dist, lambda: output.prepare(out, overwrite=cfg.overwrite, resume=cfg.resume))
@@ -239,6 +255,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
 
     lm, quant = _student(cfg, model_path, device)
     module = D.wrap(ResponseLogits(lm), dist, fsdp=cfg.fsdp, device=device)
+    head = _chunked_head(cfg, spec, lm, teacher, quant, device)
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
@@ -258,7 +275,8 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
             "device": device, "dtype": str(dtype).replace("torch.", ""), "total_steps": total,
             "records": {o: sum(1 for r in records if r["objective"] == o) for o in OBJECTIVES},
             "refusal_anchors": sum(1 for r in train_records if is_anchor(r)),
-            "intentions": prompts, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "intentions": prompts, "loss_from_hidden_states": head is not None,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     log = None
     if dist.main:
         output.write_run(out, info)
@@ -288,9 +306,9 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
             if quant is not None:
                 quant.set_step(step)
             t0 = time.perf_counter()
-            row = _train_step(cfg, spec, plan[step], examples, module, teacher, tokenizer.pad_token_id, dist,
-                              device, autocast_dtype, cos_params if cfg.grad_cosine and step % cfg.grad_cosine == 0
-                              else None)
+            cosine_now = cfg.grad_cosine and step % cfg.grad_cosine == 0
+            row = _train_step(cfg, spec, plan[step], examples, module, head, teacher, tokenizer.pad_token_id,
+                              dist, device, autocast_dtype, cos_params if cosine_now else None)
             if row["finite"]:
                 in_update = True
                 optimizer.step()
@@ -349,7 +367,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
     return {"output": str(out), "model": str(model_dir), "steps": step, "last": last_row}
 
 
-def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dist, device, autocast_dtype,
+def _train_step(cfg, spec, micro_batches, examples, module, head, teacher, pad_id, dist, device, autocast_dtype,
                 cos_params) -> dict:
     """Forward/backward over the step's micro-batches; returns metrics and whether the update is finite."""
     counts = _unit_counts(spec, [examples[i] for mb in micro_batches for i in mb])
@@ -358,7 +376,8 @@ def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dis
         local = split_for_rank(mb, dist.rank, dist.world)  # empty: fewer records than ranks
         batch = collate([examples[j] for j in (local or mb[:1])], pad_id)
         with D.no_sync(module, dist.enabled and i < len(micro_batches) - 1):
-            loss, terms, ok = _micro_batch_loss(cfg, spec, batch, module, teacher, device, autocast_dtype, counts)
+            loss, terms, ok = _micro_batch_loss(cfg, spec, batch, module, head, teacher, device, autocast_dtype,
+                                                counts)
             finite &= ok
             if cos_params is not None and ok and local:
                 for obj, vec in _objective_grads(cfg, terms, counts, cos_params).items():
@@ -369,7 +388,8 @@ def _train_step(cfg, spec, micro_batches, examples, module, teacher, pad_id, dis
             for obj, value in terms.items():
                 sums[obj] += float(value.detach())
     stats = D.sum_over_ranks(dist, [*sums.values(), float(tokens), 0.0 if finite else 1.0])
-    per_objective = {o: stats[j] / counts[o] for j, o in enumerate(OBJECTIVES) if counts.get(o) and o in spec.objectives}
+    per_objective = {o: stats[j] / counts[o] for j, o in enumerate(OBJECTIVES)
+                     if counts.get(o) and o in spec.objectives}
     grad_norm = _clip_grad_norm(module, cfg.max_grad_norm) if stats[-1] == 0.0 else float("nan")
     row = {"loss": sum(cfg.weights[o] * v for o, v in per_objective.items()), "per_objective": per_objective,
            "tokens": stats[-2], "finite": math.isfinite(grad_norm), "grad_norm": grad_norm}
@@ -386,19 +406,25 @@ def _unit_counts(spec, step_examples) -> dict[str, int]:
     return counts
 
 
-def _micro_batch_loss(cfg, spec, batch, module, teacher, device, autocast_dtype, counts):
+def _micro_batch_loss(cfg, spec, batch, module, head, teacher, device, autocast_dtype, counts):
     """(weighted loss on the graph, {objective: loss sum}, finite). A non-finite batch gives a zero loss
-    that still reaches every parameter, so the step can be skipped on all ranks alike."""
-    with torch.autocast(torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+    that still reaches every parameter, so the step can be skipped on all ranks alike. `head` (see
+    _chunked_head): the student returns hidden states and the loss multiplies them by the head in chunks."""
+    autocast = torch.autocast(torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
+    with autocast:
         s = module(*(t.to(device) for t in (batch.student.input_ids, batch.student.attention_mask,
-                                             batch.student.positions)))
+                                             batch.student.positions)), hidden=head is not None)
     # no up-cast: the losses accumulate in fp32 themselves, and the fused kernel reads bf16/fp16 logits
     # directly (an fp32 copy of [B, R, V] would be the step's largest tensor)
     zero = s.sum() * 0.0
     if not bool(torch.isfinite(s[batch.student.valid.to(device)]).all()):
         return zero, {}, False
     try:
-        terms = loss_sums(spec, cfg, batch, s, teacher)
+        if head is None:
+            terms = loss_sums(spec, cfg, batch, s, teacher)
+        else:
+            with autocast:
+                terms = chunked_loss_sums(spec, cfg, batch, s, head(), teacher)
     except NonFiniteLogits:  # the teacher's logits
         return zero, {}, False
     loss = sum((cfg.weights[obj] * value / counts[obj] for obj, value in terms.items()), zero)
