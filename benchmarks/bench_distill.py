@@ -7,7 +7,11 @@ AdamW update, on a fixed batch of records drawn from examples/harry_potter (all 
 Rows:
   reference, fused  the teacher forwards every step (no output cache: the path before the cache)
   cached            fused, teacher targets served from the output cache (every epoch after the first)
+  chunked           cached, and the loss from hidden states times the lm_head chunk by chunk (no [B, R, V]
+                    logits; training does this for vocabularies >= 65,536)
   floor             fused, a precomputed target: student forward + backward + optimizer step alone
+--tiny-vocab V runs the same rows on a tiny random Llama with a V-token vocabulary (e.g. 128256, Llama 3's),
+where the logits, not the model, dominate memory.
 
 Each implementation runs in its own child process so allocator state never leaks between them.
 Peak memory:
@@ -21,12 +25,15 @@ Examples:
   python benchmarks/bench_distill.py                    # default model, CPU (fp32) or GPU (bf16 autocast)
   python benchmarks/bench_distill.py --batch-size 4 --repeats 2 --threads 2
   python benchmarks/bench_distill.py --quant-aware q4_1   # + a fused step through fake-quantized weights
+  python benchmarks/bench_distill.py --tiny-vocab 128256 --json docs/benchmarks/distill_tiny128k.json
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import statistics
 import types
 import subprocess
@@ -61,6 +68,25 @@ def _records(n: int) -> list[dict]:
     return out, forget + pools[1] + pools[2] + adversarial
 
 
+def _tiny_model(vocab: int) -> str:
+    """A tiny random Llama with `vocab` tokens and the default model's tokenizer, saved to a temp folder."""
+    import tempfile
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from mule_cli.models import DEFAULT_MODEL, load_tokenizer, resolve_model
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                                         bos_token_id=1, eos_token_id=2, pad_token_id=2))
+    path = Path(tempfile.mkdtemp(prefix="mule-bench-tiny-"))
+    model.save_pretrained(path, safe_serialization=True)
+    load_tokenizer(resolve_model(DEFAULT_MODEL)).save_pretrained(path)
+    return str(path)
+
+
 def child(args) -> dict:
     import torch
 
@@ -69,7 +95,7 @@ def child(args) -> dict:
     from mule_cli.distill.batches import build_examples, collate
     from mule_cli.distill.config import DistillConfig
     from mule_cli.distill.forward import ResponseLogits
-    from mule_cli.distill.methods import loss_sums, spec_for
+    from mule_cli.distill.methods import chunked_loss_sums, loss_sums, spec_for
     from mule_cli.distill.teacher import Teacher
     from mule_cli.intentions import build_intentions
     from mule_cli.models import pick_device, pick_dtype, resolve_model, load_tokenizer
@@ -94,7 +120,7 @@ def child(args) -> dict:
     batch = collate(examples, tok.pad_token_id)
     tokens = batch.tokens()
     teacher = Teacher(AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device),
-                      "forget=2,adversarial=2,neighbor=2", autocast, cache=args.teacher == "cached")
+                      "forget=2,adversarial=2,neighbor=2", autocast, cache=args.teacher in ("cached", "chunked"))
     if args.teacher == "floor":  # the target computed once, outside the timed step
         fixed = teacher.logits(batch)
         teacher = types.SimpleNamespace(logits=lambda _batch: fixed)
@@ -107,11 +133,16 @@ def child(args) -> dict:
     opt = torch.optim.AdamW(student.parameters(), lr=1e-5)
     cuda = device.startswith("cuda")
 
+    chunked = args.teacher == "chunked"
+
     def step():
         with torch.autocast(torch.device(device).type, dtype=autocast, enabled=autocast is not None):
             s = student(*(t.to(device) for t in (batch.student.input_ids, batch.student.attention_mask,
-                                                  batch.student.positions)))
-        terms = loss_sums(spec, cfg, batch, s, teacher)
+                                                  batch.student.positions)), hidden=chunked)
+            if chunked:
+                terms = chunked_loss_sums(spec, cfg, batch, s, student.head.weight, teacher)
+        if not chunked:
+            terms = loss_sums(spec, cfg, batch, s, teacher)
         loss = sum(v / max(1, int(batch.student.valid[[i for i, e in enumerate(examples) if e.objective == o]].sum()))
                    for o, v in terms.items())
         loss.backward()
@@ -158,6 +189,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--json", help="Also write the results here.")
+    ap.add_argument("--tiny-vocab", type=int, help="Benchmark a tiny random 2-layer Llama with this vocabulary size "
+                    "instead of --model (the default model's tokenizer).")
     ap.add_argument("--quant-aware", metavar="GRID", help="Also time a fused step through weights fake-quantized "
                     "on GRID (q4_1, int4, int8), as `mule distill --quant-aware` runs every other step.")
     ap.add_argument("--child", dest="impl", help=argparse.SUPPRESS)
@@ -168,12 +201,17 @@ def main():
         print(json.dumps(child(args)))
         return
     rows = {}
+    argv = sys.argv[1:]
+    if args.tiny_vocab:
+        tiny = _tiny_model(args.tiny_vocab)
+        atexit.register(shutil.rmtree, tiny, True)
+        argv += ["--model", tiny]
     runs = [("reference", "reference", []), ("fused", "fused", []), ("cached", "fused", ["--teacher", "cached"]),
-            ("floor", "fused", ["--teacher", "floor"])]
+            ("chunked", "fused", ["--teacher", "chunked"]), ("floor", "fused", ["--teacher", "floor"])]
     if args.quant_aware:
         runs.append(("quant_aware", "fused", ["--qa-child", args.quant_aware, "--teacher", "cached"]))
     for name, impl, extra in runs:
-        cmd = [sys.executable, __file__, "--child", impl, *extra, *sys.argv[1:]]
+        cmd = [sys.executable, __file__, "--child", impl, *extra, *argv]
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if res.returncode != 0:
             sys.exit(f"{name} run failed:\n{res.stderr[-3000:]}")
@@ -188,9 +226,11 @@ def main():
     print(f"fused/reference: time x{fused['step_s'] / ref['step_s']:.3f}, "
           f"peak extra memory x{fused['peak_extra_mb'] / max(ref['peak_extra_mb'], 1e-9):.3f}, "
           f"tokens/s x{fused['tokens_per_s'] / ref['tokens_per_s']:.3f}")
-    cached, floor = rows["cached"], rows["floor"]
+    cached, chunked, floor = rows["cached"], rows["chunked"], rows["floor"]
     print(f"teacher output cache: uncached/cached x{fused['step_s'] / cached['step_s']:.3f}, "
           f"cached/floor x{cached['step_s'] / floor['step_s']:.3f}")
+    print(f"chunked loss: time chunked/cached x{chunked['step_s'] / cached['step_s']:.3f}, peak extra memory "
+          f"chunked/uncached x{chunked['peak_extra_mb'] / max(fused['peak_extra_mb'], 1e-9):.3f}")
     if args.quant_aware:
         ratio = rows["quant_aware"]["step_s"] / cached["step_s"]
         print(f"quant-aware/cached: quantized step x{ratio:.3f}; a run alternates quantized and plain steps: "
