@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from conftest import records, tiny_distill_config, write_jsonl
 from mule_cli.distill import distill

@@ -17,7 +17,7 @@ from ..losses import bild_loss, ga_loss, nll_loss, npo_loss, simnpo_loss, token_
 from ..losses import defaults as D
 from ..losses.sequence import sequence_lengths, sequence_logprob
 from ..records import FORGET_LIKE
-from .config import DISTILL_METHODS, METHODS
+from .config import METHODS
 
 
 
