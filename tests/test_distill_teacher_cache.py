@@ -67,3 +67,22 @@ def test_soft_capped_logits_are_not_cached(tokenizer):
     model = make_tiny_llama(len(tokenizer))
     model.config.final_logit_softcapping = 30.0
     assert Teacher(model, AMPLIFY).cache is None
+
+
+def test_a_resumed_run_reuses_the_checkpointed_targets_and_ends_bit_for_bit(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from conftest import interrupt_then_resume, tiny_distill_config, write_jsonl
+    from mule_cli.distill import distill
+
+    data = write_jsonl(tmp_path / "d.jsonl", RECORDS)
+    kw = dict(lr=1e-2, max_steps=5, batch_size=2, amplify="forget=2,neighbor=1")
+    distill(tiny_distill_config(tiny_model_dir, data, tmp_path / "full", **kw))
+    interrupt_then_resume(lambda resume: tiny_distill_config(tiny_model_dir, data, tmp_path / "cut", resume=resume,
+                                                             **kw), 2)
+    a = load_file(str(tmp_path / "full/model/model.safetensors"))
+    b = load_file(str(tmp_path / "cut/model/model.safetensors"))
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    cache = torch.load(tmp_path / "cut/checkpoint/teacher_cache.pt", weights_only=False)
+    assert len(cache) == 4  # what the 2 steps of 2 records before the interrupt computed

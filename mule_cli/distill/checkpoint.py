@@ -2,7 +2,7 @@
 
 Holds the student weights, optimizer and scheduler state, the RNG states and the step counter
 (the data position: the batch plan is a pure function of the seed, so the step number says where
-the run is). Written into a temporary folder and swapped in by rename, so a crash mid-write leaves
+the run is), and rank 0's teacher output cache, so a resumed run reuses the targets it had computed. Written into a temporary folder and swapped in by rename, so a crash mid-write leaves
 the previous checkpoint intact.
 """
 
@@ -36,7 +36,8 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(out_dir: Path, module, optimizer, scheduler, trainer: dict, dist: D.Dist) -> Path:
+def save(out_dir: Path, module, optimizer, scheduler, trainer: dict, dist: D.Dist,
+         teacher_cache: dict | None = None) -> Path:
     """Write DIR/checkpoint atomically (rank 0 writes; every rank joins the collectives)."""
     model_state = D.full_state_dict(module)
     optim_state = D.full_optimizer_state(module, optimizer)
@@ -47,6 +48,8 @@ def save(out_dir: Path, module, optimizer, scheduler, trainer: dict, dist: D.Dis
             torch.save(model_state, tmp / "model.pt")
             torch.save(optim_state, tmp / "optimizer.pt")
             torch.save({**trainer, "scheduler": scheduler.state_dict(), "rng": rng_state()}, tmp / "trainer.pt")
+            if teacher_cache:
+                torch.save(teacher_cache, tmp / "teacher_cache.pt")
             old = out_dir / f".{NAME}.old"
             if old.exists():
                 shutil.rmtree(old)
@@ -79,6 +82,8 @@ def load(out_dir: Path, module, optimizer, scheduler) -> dict:
         model_state = torch.load(path / "model.pt", map_location="cpu", weights_only=False)
         optim_state = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False)
         trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=False)
+        cache_file = path / "teacher_cache.pt"
+        trainer["teacher_cache"] = torch.load(cache_file, weights_only=False) if cache_file.is_file() else {}
     except Exception as exc:  # a damaged file: say which
         raise MuleError(f"{path}: cannot read checkpoint ({exc})") from None
     D.load_full_state(module, optimizer, model_state, optim_state)

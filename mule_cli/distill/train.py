@@ -269,6 +269,8 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
                             f"resume with the same options")
         start, bad_run = trainer["step"], trainer.get("bad_run", 0)
         student_texts = trainer.get("student_answers") or {}
+        if teacher is not None and teacher.cache is not None:
+            teacher.cache.update(trainer["teacher_cache"])
 
     info = {"status": "running", "options": cfg.to_dict(), "data_sha256": output.data_fingerprint(cfg.data, records),
             "versions": output.versions(), "model_path": str(model_path), "world_size": dist.world,
@@ -281,6 +283,8 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
     if dist.main:
         output.write_run(out, info)
         log = output.TrainLog(out, keep_until_step=start if cfg.resume else 0)
+
+    teacher_cache = teacher.cache if teacher is not None and dist.main else None
 
     def trainer_state(step):
         return {"step": step, "bad_run": bad_run, "config": cfg.to_dict(), "student_answers": student_texts}
@@ -338,13 +342,13 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
             if on_step is not None:
                 on_step(step, row)
             if cfg.save_every and (step % cfg.save_every == 0 or step == total):
-                checkpoint.save(out, module, optimizer, scheduler, trainer_state(step), dist)
+                checkpoint.save(out, module, optimizer, scheduler, trainer_state(step), dist, teacher_cache)
     except KeyboardInterrupt:
         bar.close()
         if in_update:  # weights half-updated: the previous checkpoint is the consistent one
             raise Interrupted(f"interrupted during an update; resume from the last checkpoint with --resume") from None
         optimizer.zero_grad(set_to_none=True)
-        path = checkpoint.save(out, module, optimizer, scheduler, trainer_state(step), dist)
+        path = checkpoint.save(out, module, optimizer, scheduler, trainer_state(step), dist, teacher_cache)
         raise Interrupted(f"interrupted after step {step}/{total}; checkpoint saved to {path}; "
                           f"continue with the same command plus --resume") from None
     finally:
