@@ -15,7 +15,8 @@ where the logits, not the model, dominate memory.
 
 Each implementation runs in its own child process so allocator state never leaks between them.
 Peak memory:
-  * CPU: the child resets the resident-set high-water mark (`echo 5 > /proc/self/clear_refs`) right
+  * CPU: (with a fixed malloc mmap threshold, so freed large blocks leave the process) the child resets
+    the resident-set high-water mark (`echo 5 > /proc/self/clear_refs`) right
     before the measured step, reads VmRSS as the baseline, and reports VmHWM - baseline: the extra
     physical memory the step needed on top of models, optimizer state and inputs. Linux only.
   * CUDA: torch.cuda.max_memory_allocated() - memory_allocated() around the measured step.
@@ -33,6 +34,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
+import os
 import shutil
 import statistics
 import types
@@ -210,9 +212,12 @@ def main():
             ("chunked", "fused", ["--teacher", "chunked"]), ("floor", "fused", ["--teacher", "floor"])]
     if args.quant_aware:
         runs.append(("quant_aware", "fused", ["--qa-child", args.quant_aware, "--teacher", "cached"]))
+    # A fixed malloc mmap threshold: freed large blocks go back to the OS, so the RSS high-water mark sees
+    # each step's real peak (glibc's adaptive threshold would keep them on the heap after the warm-up step).
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
     for name, impl, extra in runs:
         cmd = [sys.executable, __file__, "--child", impl, *extra, *argv]
-        res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
         if res.returncode != 0:
             sys.exit(f"{name} run failed:\n{res.stderr[-3000:]}")
         rows[name] = json.loads(res.stdout.strip().splitlines()[-1])
