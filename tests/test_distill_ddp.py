@@ -16,9 +16,9 @@ from conftest import write_jsonl
 from test_distill import RECORDS
 
 
-def _args(model_dir, data, out, extra):
+def _args(model_dir, data, out, extra, impl="reference"):
     return ["distill", "-m", str(model_dir), "--data", str(data), "--target", "Harry Potter", "--demos", "1",
-            "-o", str(out), "--max-steps", "2", "--batch-size", "4", "--lr", "1e-3", "--loss-impl", "reference", "-q",
+            "-o", str(out), "--max-steps", "2", "--batch-size", "4", "--lr", "1e-3", "--loss-impl", impl, "-q",
             *extra]
 
 
@@ -66,10 +66,9 @@ def test_ddp_with_the_chunked_loss_matches_one_process(tmp_path, tokenizer):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
-    args = lambda out: [a if a != "reference" else "fused" for a in _args(model_dir, data, out, [])]  # noqa: E731
-    subprocess.run([sys.executable, "-m", "mule_cli.cli", *args(tmp_path / "one")], check=True, env=env,
-                   capture_output=True, timeout=300)
-    _torchrun(args(tmp_path / "two"), env)
+    subprocess.run([sys.executable, "-m", "mule_cli.cli", *_args(model_dir, data, tmp_path / "one", [], "fused")],
+                   check=True, env=env, capture_output=True, timeout=300)
+    _torchrun(_args(model_dir, data, tmp_path / "two", [], "fused"), env)
     for run in ("one", "two"):
         assert json.loads((tmp_path / run / "run.json").read_text())["loss_from_hidden_states"]
     a = load_file(str(tmp_path / "one/model/model.safetensors"))

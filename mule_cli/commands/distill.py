@@ -9,6 +9,7 @@ import click
 
 from ..distill.config import METHODS, DistillConfig
 from ..models import locate_model
+from ..quant import GRID_NAMES
 from ..records import read_many
 from .common import device_options, model_option
 
@@ -85,7 +86,7 @@ Examples:
               help="Train rank-R LoRA adapters on the attention/MLP projections instead of every weight (0 = off); "
                    "merged into the saved model.")
 @click.option("--lora-alpha", type=float, show_default=True, help="LoRA scale numerator (scale = α/R).")
-@click.option("--quant-aware", metavar="GRID", type=click.Choice(["q4_1", "int4", "int8"]),
+@click.option("--quant-aware", metavar="GRID", type=click.Choice(GRID_NAMES),
               help="Train through fake-quantized weights on every other step (q4_1 = GGUF Q4_1, int4 = symmetric "
                    "groups of 128, int8 = per channel) so a quantized copy of the saved model forgets too.")
 @click.option("--batch-size", type=int, show_default=True, help="Records per micro-batch (global).")

@@ -2,8 +2,9 @@
 
 Holds the student weights, optimizer and scheduler state, the RNG states and the step counter
 (the data position: the batch plan is a pure function of the seed, so the step number says where
-the run is), and rank 0's teacher output cache, so a resumed run reuses the targets it had computed. Written into a temporary folder and swapped in by rename, so a crash mid-write leaves
-the previous checkpoint intact.
+the run is), and rank 0's teacher output cache, so a resumed run reuses the targets it had computed.
+Written into a temporary folder and swapped in by rename, so a crash mid-write leaves the previous
+checkpoint intact.
 """
 
 from __future__ import annotations

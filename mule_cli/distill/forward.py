@@ -28,16 +28,24 @@ class ResponseLogits(nn.Module):
             logits = logits.gather(1, positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
         else:
             logits = self.head(self.hidden(input_ids, attention_mask, positions))
-        cap = getattr(self.lm.config, "final_logit_softcapping", None)
-        if cap and self.linear_head:
-            logits = torch.tanh(logits / cap) * cap
+        if self.softcap and self.linear_head:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits
+
+    @property
+    def softcap(self) -> float | None:
+        return getattr(self.lm.config, "final_logit_softcapping", None)
 
     @property
     def linear_head(self) -> bool:
         """Whether the logits are lm_head(final-norm hidden state), nothing after it: then anything linear
         in the logits (the teacher's amplification) can be done on the hidden states instead."""
         return _decoder(self.lm) is not None and self.lm.get_output_embeddings() is not None
+
+    @property
+    def logits_linear_in_hidden(self) -> bool:
+        """logits = lm_head(hidden) exactly: a linear head and no soft-capping after it."""
+        return self.linear_head and not self.softcap
 
     @property
     def head(self) -> nn.Module:

@@ -61,6 +61,13 @@ def units(spec: MethodSpec, objective: str, n_tokens: int) -> int:
     return 1 if spec.sequence_level_forget and objective in FORGET_LIKE else n_tokens
 
 
+def objective_rows(spec: MethodSpec, batch, device):
+    """(objective, its row indices in the batch) for each objective of the batch the method trains."""
+    for obj in dict.fromkeys(batch.objectives):
+        if obj in spec.objectives:
+            yield obj, torch.tensor([i for i, o in enumerate(batch.objectives) if o == obj], device=device)
+
+
 def chunked_loss_sums(spec: MethodSpec, cfg, batch, student_hidden: torch.Tensor, student_head: torch.Tensor,
                       teacher) -> dict[str, torch.Tensor]:
     """`ours` from hidden states: {objective: summed loss}, equal to loss_sums on the logits, without
@@ -70,10 +77,7 @@ def chunked_loss_sums(spec: MethodSpec, cfg, batch, student_hidden: torch.Tensor
     valid = batch.student.valid.to(student_hidden.device)
     t_hidden = teacher.hidden_targets(batch)
     out = {}
-    for obj in dict.fromkeys(batch.objectives):
-        if obj not in spec.objectives:
-            continue
-        rows = torch.tensor([i for i, o in enumerate(batch.objectives) if o == obj], device=student_hidden.device)
+    for obj, rows in objective_rows(spec, batch, student_hidden.device):
         v = valid[rows]
         per = topk_union_smooth_l1_from_hidden(student_hidden[rows], student_head, t_hidden[rows], teacher.head_weight,
                                                k=cfg.top_k, beta=cfg.beta, valid=v)
@@ -88,10 +92,7 @@ def loss_sums(spec: MethodSpec, cfg, batch, student_logits: torch.Tensor, teache
     t_logits = teacher.logits(batch) if spec.prompted_teacher else None
     ref_lp = teacher.plain_token_logprobs(batch) if spec.reference else None
     out = {}
-    for obj in dict.fromkeys(batch.objectives):
-        if obj not in spec.objectives:
-            continue
-        rows = torch.tensor([i for i, o in enumerate(batch.objectives) if o == obj], device=student_logits.device)
+    for obj, rows in objective_rows(spec, batch, student_logits.device):
         s, v = student_logits[rows], valid[rows]
         n_tok = v.sum().to(torch.float32)
         if spec.prompted_teacher:

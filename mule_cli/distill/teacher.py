@@ -30,9 +30,8 @@ class Teacher:
         self.amplify = parse_amplify(amplify)
         self.autocast_dtype = autocast_dtype
         self.device = next(lm.parameters()).device
-        # exact only when the logits are a linear function of the final hidden state (no soft-capping)
-        self.cache: dict | None = {} if cache and self.net.linear_head and not getattr(
-            lm.config, "final_logit_softcapping", None) else None
+        # exact only when the logits are a linear function of the final hidden state
+        self.cache: dict | None = {} if cache and self.net.logits_linear_in_hidden else None
 
     def _run(self, side) -> torch.Tensor:
         """Response logits in the dtype the model computes them (bf16 under bf16 autocast)."""

@@ -18,17 +18,17 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import MuleError
-from ..kernels import NonFiniteLogits, backend
 from ..intentions import build_intentions
+from ..kernels import NonFiniteLogits, backend
 from ..models import pick_device, pick_dtype, resolve_model, load_tokenizer
 from ..records import OBJECTIVES, read_many
 from . import checkpoint, output, quant_aware
 from . import distributed as D
 from .batches import (anchor_units, build_examples, collate, split_for_rank, student_prompt, teacher_prompt,
                       training_plan)
+from .config import DISTILL_METHODS, DistillConfig, config_changes
 from .forward import ResponseLogits, decoder_layers
 from .lora import add_lora, merge_lora
-from .config import DISTILL_METHODS, DistillConfig, config_changes
 from .methods import chunked_loss_sums, loss_sums, spec_for, units
 from .on_policy import SOURCE as STUDENT, student_answers
 from .responses import records_answered_by, teacher_responses
@@ -296,11 +296,11 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
     in_update = False
     try:
         while step < total:
-            if quant is not None:
-                quant.active = False  # the student's own answers come from the model that is saved
             if on_policy:
                 refresh = step % cfg.student_refresh == 0 or not student_texts
                 if refresh:
+                    if quant is not None:
+                        quant.active = False  # the student's own answers come from the model that is saved
                     student_texts = student_answers(lm, tokenizer, on_policy, dist,
                                                     progress=cfg.progress and step == start)
                 if refresh or step == start:  # a run resumed between refreshes uses the answers it saved

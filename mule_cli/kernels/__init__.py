@@ -15,8 +15,8 @@ import torch
 from . import build
 from .reference import NonFiniteLogits, check_args, nonfinite_error, reference_loss
 
-__all__ = ["NonFiniteLogits", "topk_union_smooth_l1_loss", "topk_union_smooth_l1_from_hidden", "backend", "reference_loss",
-           "kernel_inputs"]
+__all__ = ["NonFiniteLogits", "topk_union_smooth_l1_loss", "topk_union_smooth_l1_from_hidden", "backend",
+           "reference_loss", "kernel_inputs"]
 
 IMPLS = ("auto", "fused", "reference")
 _FUSED_DTYPES = {
