@@ -49,7 +49,7 @@ def test_the_cache_serves_repeat_visits_without_a_forward(tokenizer, monkeypatch
     torch.testing.assert_close(cached.logits(batch), first, atol=0, rtol=0)
 
 
-def test_a_changed_response_is_a_new_entry_and_keep_only_drops_stale_ones(tokenizer):
+def test_a_changed_response_is_a_new_entry_and_use_examples_drops_stale_ones(tokenizer):
     cached, plain = _teachers(tokenizer)
     examples = _examples(tokenizer)
     cached.logits(collate(examples, tokenizer.pad_token_id))
@@ -59,7 +59,7 @@ def test_a_changed_response_is_a_new_entry_and_keep_only_drops_stale_ones(tokeni
     torch.testing.assert_close(cached.logits(batch)[batch.student.valid], plain.logits(batch)[batch.student.valid],
                                atol=1e-4, rtol=1e-4)
     assert len(cached.cache) == len(examples) + 1
-    cached.keep_only(changed)
+    cached.use_examples(changed)
     assert len(cached.cache) == len(changed)
 
 

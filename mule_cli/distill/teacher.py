@@ -9,7 +9,8 @@ Teacher output cache: a record's teacher context and response tokens are the sam
 response is regenerated (`--response OBJ=student`), so its target is computed once and kept: the final-norm
 hidden states at its response positions, with the amplification applied there (h_p + λ(h_p − h_plain):
 the logits are linear in the hidden state), turned into logits through the lm_head at loss time. Keyed by
-the exact token ids, so a regenerated response is a new entry; `keep_only` drops stale ones.
+the exact token ids, so a regenerated response is a new entry; `use_examples` drops stale ones. Computing a
+target runs each context on top of the prefix its group shares (prefix_cache.py), encoded once per run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from .batches import Batch
 from .config import parse_amplify
 from .forward import ResponseLogits
+from .prefix_cache import PrefixCache
 
 class Teacher:
     def __init__(self, lm, amplify: float | dict = 0.0, autocast_dtype=None, cache: bool = True):
@@ -32,6 +34,21 @@ class Teacher:
         self.device = next(lm.parameters()).device
         # exact only when the logits are a linear function of the final hidden state
         self.cache: dict | None = {} if cache and self.net.logits_linear_in_hidden else None
+        self.prefixes = PrefixCache(self.net) if self.cache is not None and PrefixCache.supported(lm) else None
+
+    def share_prefixes(self, examples) -> None:
+        """Declare the contexts the targets will be computed on, so the prefix each group of them shares
+        (the teacher contexts of one objective; the plain contexts) is encoded once."""
+        if self.prefixes is None:
+            return
+        groups: dict = {}
+        for e in examples:
+            if e.teacher_ids is not None:
+                groups.setdefault(_teacher_group(e), []).append((e.teacher_ids, e.n + 1))
+            if self.amplify[e.objective]:
+                groups.setdefault(_PLAIN, []).append((e.student_ids, e.n + 1))
+        for group, items in groups.items():
+            self.prefixes.share(group, [s for s, _ in items], [k for _, k in items])
 
     def _run(self, side) -> torch.Tensor:
         """Response logits in the dtype the model computes them (bf16 under bf16 autocast)."""
@@ -71,28 +88,34 @@ class Teacher:
     def head_weight(self) -> torch.Tensor:
         return self.net.head.weight
 
-    def keep_only(self, examples) -> None:
-        """Drop cached targets no current example uses (after responses were regenerated)."""
+    def use_examples(self, examples) -> None:
+        """The examples training runs on from now: cached targets no example uses are dropped (after
+        responses were regenerated) and the prefixes their contexts share are declared (share_prefixes)."""
         if self.cache:
             live = {_key(e) for e in examples}
             for key in [k for k in self.cache if k not in live]:
                 del self.cache[key]
+        self.share_prefixes(examples)
 
     def _fill(self, batch: Batch, rows: list[int], keys: list) -> None:
         """Compute and cache the amplified final hidden states of batch rows `rows`."""
         with torch.inference_mode(), self._autocast():
             teacher, student = _rows(batch.teacher, rows).to(self.device), _rows(batch.student, rows).to(self.device)
-            h = self.net.hidden(teacher.input_ids, teacher.attention_mask, teacher.positions).float()
+            h = self._hidden(teacher, [_teacher_group(batch.examples[i]) for i in rows]).float()
             objectives = [batch.objectives[i] for i in rows]
             amp = [j for j, o in enumerate(objectives) if self.amplify[o]]
             if amp:
-                plain = self.net.hidden(*(t[amp] for t in (student.input_ids, student.attention_mask,
-                                                             student.positions))).float()
+                plain = self._hidden(_rows(student, amp), [_PLAIN] * len(amp)).float()
                 lam = torch.tensor([self.amplify[objectives[j]] for j in amp], device=h.device).view(-1, 1, 1)
                 h[amp] = h[amp] + lam * (h[amp] - plain)
         store = h.to(self.autocast_dtype or torch.float32).cpu()
         for j, i in enumerate(rows):
             self.cache[keys[i]] = store[j, :batch.examples[i].n].clone()
+
+    def _hidden(self, side, groups) -> torch.Tensor:
+        if self.prefixes is None:
+            return self.net.hidden(side.input_ids, side.attention_mask, side.positions)
+        return self.prefixes.hidden(side, groups)
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
@@ -127,6 +150,14 @@ def _rows(side, rows):
 
     idx = torch.tensor(rows, dtype=torch.long)
     return Side(*(t[idx] for t in (side.input_ids, side.attention_mask, side.positions, side.labels, side.valid)))
+
+
+_PLAIN = ("plain",)
+
+
+def _teacher_group(example) -> tuple:
+    """Teacher contexts that share a prefix: one objective's (an anchor's teacher context is the plain one)."""
+    return ("teacher", example.objective, example.anchor)
 
 
 def _key(example) -> tuple:

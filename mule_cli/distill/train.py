@@ -245,6 +245,8 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
                               demo_answers=demo_answers)
 
     examples = make_examples(generated)
+    if teacher is not None:
+        teacher.use_examples(examples)
     # --response OBJ=student: those records are re-tokenised on the student's own answers during training
     on_policy = records_answered_by(train_records, cfg.response_sources, STUDENT) if spec.name in DISTILL_METHODS else []
     student_texts: dict = {}
@@ -306,7 +308,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
                 if refresh or step == start:  # a run resumed between refreshes uses the answers it saved
                     examples = make_examples({**(generated or {}), **student_texts})
                     if teacher is not None:
-                        teacher.keep_only(examples)
+                        teacher.use_examples(examples)
             if quant is not None:
                 quant.set_step(step)
             t0 = time.perf_counter()
