@@ -35,6 +35,36 @@ def test_active_forward_is_the_quantized_models_forward_and_its_gradient(grid):
         assert torch.allclose(p.grad, q.grad, atol=1e-6, rtol=1e-5), name
 
 
+def test_the_tied_weight_is_snapped_once_per_step_and_again_after_an_update(monkeypatch):
+    """Embedding and lm_head share one weight: one snap serves both uses in a step, an optimizer step (a
+    new _version) or set_step makes a fresh one, and the forward stays the snapped model's."""
+    from mule_cli import quant
+
+    model = make_tiny_llama(300)
+    tied = model.get_input_embeddings().weight
+    assert tied is model.get_output_embeddings().weight
+    snaps = []
+    real = quant.quantize_dequantize
+    monkeypatch.setattr(quant_aware, "quantize_dequantize", lambda w, g: snaps.append(w) or real(w, g))
+    qa = quant_aware.enable(model, "q4_1")
+    assert qa.shared == {id(tied)}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(2):
+        snaps.clear()
+        model(input_ids=IDS).logits.sum().backward()
+        model(input_ids=IDS)  # a second micro-batch in the same step
+        assert sum(w is tied for w in snaps) == 1
+        opt.step()
+        opt.zero_grad()
+    qa.set_step(2)
+    assert not qa._snapped
+    qa.remove()
+    snapped = copy.deepcopy(model)
+    quant_aware.enable(model, "q4_1")
+    quantize_model_(snapped, "q4_1")
+    assert torch.equal(model(input_ids=IDS).logits, snapped(input_ids=IDS).logits)
+
+
 def test_inactive_forward_and_remove_give_the_plain_model_back():
     model = make_tiny_llama(300)
     plain = model(input_ids=IDS).logits

@@ -162,6 +162,32 @@ def test_groups_run_along_the_last_dim_of_any_rank():
         assert torch.equal(quantize_dequantize(w[0, 0], grid), flat[0, 0])  # 1-D works too
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("grid", GRID_NAMES)
+def test_the_whole_group_fast_path_equals_the_general_one(grid, dtype):
+    """quantize_dequantize's fast path (whole groups, finite scales) gives _snap's values bit for bit, and
+    declines what only the general path handles (partial groups, non-finite groups, fp16 overflow)."""
+    from mule_cli.quant import _dequantized_whole_groups, _snap, get_grid
+
+    g = get_grid(grid)
+    for seed, shape in enumerate([(3, 256), (2, 4, 128), (64, 128), (1, 384)]):
+        w = _random(shape, dtype, seed)
+        w.view(-1)[:128] = 0.25  # a constant (q4_1: zero-step) group
+        fast = _dequantized_whole_groups(w, g)
+        assert fast is not None and torch.equal(fast, _snap(w, grid)[0])
+    w = _random((2, 256), torch.float32)
+    assert _dequantized_whole_groups(w[:, :250], g) is None or grid == "int8"
+    for bad in (float("nan"), float("inf"), 1e6):
+        worse = w.clone()
+        worse[0, 3] = bad
+        if bad == 1e6 and g.symmetric:  # only q4_1 stores its scale in fp16
+            continue
+        assert _dequantized_whole_groups(worse, g) is None
+        torch.testing.assert_close(quantize_dequantize(worse, grid), _snap(worse, grid)[0], rtol=0, atol=0,
+                                   equal_nan=True)
+    assert _dequantized_whole_groups(torch.tensor(1.5), g) is None
+
+
 @pytest.mark.parametrize("grid", GRID_NAMES)
 def test_fake_quant_is_a_straight_through_estimator(grid):
     w = _random((4, 70), torch.float32, seed=5).requires_grad_()

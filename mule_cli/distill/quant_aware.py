@@ -9,7 +9,8 @@ forward, so both the saved model and its quantized version are trained to forget
 
 Implemented by overriding the forward of each module that owns a 2-D weight (Linear, Embedding, LoRA
 adapters, whose merged weight W + scale·BA is what gets quantized) instead of re-registering the
-parameters: state-dict keys, checkpoints, DDP and FSDP's unsharding see an ordinary model.
+parameters: state-dict keys, checkpoints, DDP and FSDP's unsharding see an ordinary model. A weight
+that several modules use (the tied embedding / lm_head) is snapped once per step, not once per use.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..quant import fake_quant, get_grid, quantizable_weights
+from ..quant import fake_quant, get_grid, quantizable_weights, quantize_dequantize
 from .lora import LoRALinear
 
 
@@ -32,19 +33,31 @@ class QuantAware:
         self.grid = grid
         self.active = True
         self._patched: list[nn.Module] = []
+        self.shared: set[int] = set()  # ids of weights more than one patched module uses
+        self._snapped: dict[int, tuple] = {}  # shared weight id -> (weight, version, its grid values)
 
     def weight(self, w: torch.Tensor) -> torch.Tensor:
-        return fake_quant(w, self.grid) if self.active else w
+        if not self.active:
+            return w
+        if id(w) not in self.shared:
+            return fake_quant(w, self.grid)
+        held = self._snapped.get(id(w))
+        if held is None or held[0] is not w or held[1] != w._version:  # an optimizer step bumps _version
+            held = (w, w._version, quantize_dequantize(w, self.grid))
+            self._snapped[id(w)] = held
+        return fake_quant(w, self.grid, quantized=held[2])
 
     def set_step(self, step: int) -> None:
         """Even steps (0, 2, ...) quantized, odd steps plain: half the updates optimise each model."""
         self.active = step % 2 == 0
+        self._snapped.clear()
 
     def remove(self) -> None:
         """Put the modules' own forwards back (the weights were never changed)."""
         for module in self._patched:
             del module.forward
         self._patched.clear()
+        self._snapped.clear()
 
 
 def _linear(self, x):
@@ -68,6 +81,7 @@ def enable(model: nn.Module, grid: str) -> QuantAware:
     (an architecture with other weight-owning modules: training and the attack would see different grids)."""
     qa = QuantAware(grid)
     covered: set[int] = set()
+    uses: dict[int, int] = {}
     lora_bases = {id(m.base) for m in model.modules() if isinstance(m, LoRALinear)}
     for module in model.modules():
         if isinstance(module, LoRALinear):
@@ -82,6 +96,9 @@ def enable(model: nn.Module, grid: str) -> QuantAware:
         module.forward = types.MethodType(forward, module)
         qa._patched.append(module)
         covered |= {id(p) for p in owned}
+        for p in owned:
+            uses[id(p)] = uses.get(id(p), 0) + 1
+    qa.shared = {i for i, n in uses.items() if n > 1}
     missing = [name for name, p in quantizable_weights(model) if id(p) not in covered]
     if missing:
         qa.remove()
