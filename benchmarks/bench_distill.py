@@ -3,17 +3,24 @@
 
 A step = teacher targets (intention prompt + demos in context, amplified forget=2,adversarial=2,neighbor=2
 as in make demo) + student forward at the response positions + the `ours` loss per objective + backward +
-AdamW update, on a fixed batch of records drawn from examples/harry_potter (all four objectives mixed).
-Rows:
-  reference, fused  the teacher forwards every step (no output cache: the path before the cache)
-  cached            fused, teacher targets served from the output cache (every epoch after the first)
-  chunked           cached, and the loss from hidden states times the lm_head chunk by chunk (no [B, R, V]
-                    logits; training does this for vocabularies >= 65,536)
-  floor             fused, a precomputed target: student forward + backward + optimizer step alone
+AdamW update, on a fixed batch of records drawn from examples/harry_potter (all four objectives mixed; each
+teacher context's demos drawn from the whole pool, as in a real run). Variants (JSON `variant`):
+  a              the path before the teacher caches: the teacher runs its whole contexts every step,
+                 full [B, R, V] logits
+  reference      a, with the pure-PyTorch loss instead of the fused kernel
+  b              the prefix KV cache: the teacher runs every step, but only what follows the prefix its
+                 contexts share (prefix_cache.py); = a first-epoch step of training
+  c              prefix + output cache + chunked loss (no [B, R, V] logits), on a step whose teacher
+                 targets are cached (every epoch after the first)
+  c_first_epoch  c on a step that computes its teacher targets (the first epoch)
+  cached_logits  c with the logits loss instead of the chunked one: what training runs below a
+                 65,536-token vocabulary (the default model)
+  floor          a precomputed target: student forward + backward + optimizer step alone
+  quant_aware    (--quant-aware GRID) cached_logits through fake-quantized weights
 --tiny-vocab V runs the same rows on a tiny random Llama with a V-token vocabulary (e.g. 128256, Llama 3's),
 where the logits, not the model, dominate memory.
 
-Each implementation runs in its own child process so allocator state never leaks between them.
+Each variant runs in its own child process so allocator state never leaks between them.
 Peak memory:
   * CPU: (with a fixed malloc mmap threshold, so freed large blocks leave the process) the child resets
     the resident-set high-water mark (`echo 5 > /proc/self/clear_refs`) right
@@ -21,11 +28,12 @@ Peak memory:
     physical memory the step needed on top of models, optimizer state and inputs. Linux only.
   * CUDA: torch.cuda.max_memory_allocated() - memory_allocated() around the measured step.
 Time: median over --repeats steps after --warmup steps. tokens/s counts student + teacher tokens.
+JSON (--json): a list of rows {"model", "variant", "step_s", "peak_mb", ...details}.
 
 Examples:
   python benchmarks/bench_distill.py                    # default model, CPU (fp32) or GPU (bf16 autocast)
   python benchmarks/bench_distill.py --batch-size 4 --repeats 2 --threads 2
-  python benchmarks/bench_distill.py --quant-aware q4_1   # + a fused step through fake-quantized weights
+  python benchmarks/bench_distill.py --quant-aware q4_1   # + a step through fake-quantized weights
   python benchmarks/bench_distill.py --tiny-vocab 128256 --json docs/benchmarks/distill_tiny128k.json
 """
 
@@ -112,17 +120,15 @@ def child(args) -> dict:
     spec = spec_for(cfg)
     batch_records, all_records = _records(args.batch_size)
     prompts = build_intentions(path=HP / "intentions_plain_retain.json")
-    examples = build_examples(batch_records, tok, method="ours", prompts=prompts, n_demos=args.demos)
-    # demos come from the whole pool, as in a real run
-    from mule_cli.distill import batches as B
-
-    for e, r in zip(examples, batch_records):
-        t_prompt = B.teacher_prompt(tok, r, all_records, prompts, "oracle", args.demos)
-        e.teacher_ids = tok(t_prompt, add_special_tokens=False)["input_ids"] + e.response_ids
+    # demos come from the whole pool, and the prefixes are declared over it, as in a real run
+    pool = build_examples(all_records, tok, method="ours", prompts=prompts, n_demos=args.demos)
+    by_id = {e.id: e for e in pool}
+    examples = [by_id[r["id"]] for r in batch_records]
     batch = collate(examples, tok.pad_token_id)
     tokens = batch.tokens()
     teacher = Teacher(AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device),
-                      "forget=2,adversarial=2,neighbor=2", autocast, cache=args.teacher in ("cached", "chunked"))
+                      "forget=2,adversarial=2,neighbor=2", autocast, cache=args.teacher == "cached")
+    teacher.use_examples(pool)
     if args.teacher == "floor":  # the target computed once, outside the timed step
         fixed = teacher.logits(batch)
         teacher = types.SimpleNamespace(logits=lambda _batch: fixed)
@@ -135,9 +141,11 @@ def child(args) -> dict:
     opt = torch.optim.AdamW(student.parameters(), lr=1e-5)
     cuda = device.startswith("cuda")
 
-    chunked = args.teacher == "chunked"
+    chunked = args.chunked
 
     def step():
+        if args.fresh:  # the first epoch: targets computed in the step (the prefix KV cache stays)
+            teacher.cache.clear()
         with torch.autocast(torch.device(device).type, dtype=autocast, enabled=autocast is not None):
             s = student(*(t.to(device) for t in (batch.student.input_ids, batch.student.attention_mask,
                                                   batch.student.positions)), hidden=chunked)
@@ -174,11 +182,13 @@ def child(args) -> dict:
     from mule_cli.kernels import backend
 
     med = statistics.median(times)
-    return {"impl": args.impl + (f"+{args.qa_child}" if args.qa_child else ""), "teacher": args.teacher,
+    return {"model": args.model_label or args.model, "variant": args.variant, "step_s": med, "peak_mb": peak_mb,
+            "impl": args.impl + (f"+{args.qa_child}" if args.qa_child else ""), "teacher": args.teacher,
+            "chunked": chunked, "fresh_targets": args.fresh,
             "backend": backend(device) if args.impl != "reference" else "reference",
             "device": device, "dtype": str(dtype), "batch": args.batch_size, "tokens": tokens,
-            "response_positions": int(batch.student.valid.sum()), "step_s": med, "tokens_per_s": tokens / med,
-            "peak_extra_mb": peak_mb, "torch_threads": torch.get_num_threads()}
+            "response_positions": int(batch.student.valid.sum()), "tokens_per_s": tokens / med,
+            "torch_threads": torch.get_num_threads()}
 
 
 def main():
@@ -197,51 +207,62 @@ def main():
                     "on GRID (q4_1, int4, int8), as `mule distill --quant-aware` runs every other step.")
     ap.add_argument("--child", dest="impl", help=argparse.SUPPRESS)
     ap.add_argument("--qa-child", help=argparse.SUPPRESS)
-    ap.add_argument("--teacher", default="uncached", help=argparse.SUPPRESS)
+    ap.add_argument("--teacher", default="uncached", choices=("uncached", "cached", "floor"), help=argparse.SUPPRESS)
+    ap.add_argument("--fresh", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--chunked", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--variant", help=argparse.SUPPRESS)
+    ap.add_argument("--model-label", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.impl:
         print(json.dumps(child(args)))
         return
-    rows = {}
     argv = sys.argv[1:]
     if args.tiny_vocab:
         tiny = _tiny_model(args.tiny_vocab)
         atexit.register(shutil.rmtree, tiny, True)
-        argv += ["--model", tiny]
-    runs = [("reference", "reference", []), ("fused", "fused", []), ("cached", "fused", ["--teacher", "cached"]),
-            ("chunked", "fused", ["--teacher", "chunked"]), ("floor", "fused", ["--teacher", "floor"])]
+        argv += ["--model", tiny, "--model-label", f"tiny-llama-v{args.tiny_vocab}"]
+    variants = [("reference", "reference", ["--teacher", "uncached"]), ("a", "fused", ["--teacher", "uncached"]),
+                ("b", "fused", ["--teacher", "cached", "--fresh"]), ("c", "fused", ["--teacher", "cached", "--chunked"]),
+                ("c_first_epoch", "fused", ["--teacher", "cached", "--chunked", "--fresh"]),
+                ("cached_logits", "fused", ["--teacher", "cached"]), ("floor", "fused", ["--teacher", "floor"])]
     if args.quant_aware:
-        runs.append(("quant_aware", "fused", ["--qa-child", args.quant_aware, "--teacher", "cached"]))
+        variants.append(("quant_aware", "fused", ["--qa-child", args.quant_aware, "--teacher", "cached"]))
     # A fixed malloc mmap threshold: freed large blocks go back to the OS, so the RSS high-water mark sees
     # each step's real peak (glibc's adaptive threshold would keep them on the heap after the warm-up step).
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
-    for name, impl, extra in runs:
-        cmd = [sys.executable, __file__, "--child", impl, *extra, *argv]
+    rows = {}
+    for name, impl, extra in variants:
+        cmd = [sys.executable, __file__, "--child", impl, "--variant", name, *extra, *argv]
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
         if res.returncode != 0:
             sys.exit(f"{name} run failed:\n{res.stderr[-3000:]}")
         rows[name] = json.loads(res.stdout.strip().splitlines()[-1])
-    ref, fused = rows["reference"], rows["fused"]
-    print(f"device {ref['device']} ({ref['dtype']}), batch {ref['batch']} records, {ref['tokens']} tokens "
-          f"(student+teacher), {ref['response_positions']} response positions, torch threads {ref['torch_threads']}")
-    print(f"{'row':<12} {'impl':<12} {'backend':<11} {'step s':>8} {'tokens/s':>10} {'peak extra MB':>14}")
-    for name, r in rows.items():
-        print(f"{name:<12} {r['impl']:<12} {r['backend']:<11} {r['step_s']:>8.3f} {r['tokens_per_s']:>10.1f} "
-              f"{r['peak_extra_mb']:>14.1f}")
-    print(f"fused/reference: time x{fused['step_s'] / ref['step_s']:.3f}, "
-          f"peak extra memory x{fused['peak_extra_mb'] / max(ref['peak_extra_mb'], 1e-9):.3f}, "
-          f"tokens/s x{fused['tokens_per_s'] / ref['tokens_per_s']:.3f}")
-    cached, chunked, floor = rows["cached"], rows["chunked"], rows["floor"]
-    print(f"teacher output cache: uncached/cached x{fused['step_s'] / cached['step_s']:.3f}, "
-          f"cached/floor x{cached['step_s'] / floor['step_s']:.3f}")
-    print(f"chunked loss: time chunked/cached x{chunked['step_s'] / cached['step_s']:.3f}, peak extra memory "
-          f"chunked/uncached x{chunked['peak_extra_mb'] / max(fused['peak_extra_mb'], 1e-9):.3f}")
-    if args.quant_aware:
-        ratio = rows["quant_aware"]["step_s"] / cached["step_s"]
-        print(f"quant-aware/cached: quantized step x{ratio:.3f}; a run alternates quantized and plain steps: "
-              f"x{(1 + ratio) / 2:.3f} per step on average")
+    _report(rows)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(list(rows.values()), indent=2) + "\n")
+
+
+def _report(rows: dict) -> None:
+    a, b, c, floor = rows["a"], rows["b"], rows["c"], rows["floor"]
+    print(f"{a['model']} on {a['device']} ({a['dtype']}), batch {a['batch']} records, {a['tokens']} tokens "
+          f"(student+teacher), {a['response_positions']} response positions, torch threads {a['torch_threads']}")
+    print(f"{'variant':<14} {'impl':<12} {'backend':<11} {'step s':>8} {'tokens/s':>10} {'peak extra MB':>14}")
+    for name, r in rows.items():
+        print(f"{name:<14} {r['impl']:<12} {r['backend']:<11} {r['step_s']:>8.3f} {r['tokens_per_s']:>10.1f} "
+              f"{r['peak_mb']:>14.1f}")
+
+    def ratio(x, y, key="step_s"):
+        return x[key] / max(y[key], 1e-9)
+    print(f"fused/reference loss (teacher every step): time x{ratio(a, rows['reference']):.3f}")
+    print(f"prefix KV cache: a/b (teacher every step) x{ratio(a, b):.3f}")
+    print(f"a/c x{ratio(a, c):.3f} (target >= 2), c/floor x{ratio(c, floor):.3f} (target <= 1.5), "
+          f"c first epoch/floor x{ratio(rows['c_first_epoch'], floor):.3f}")
+    print(f"chunked loss: c/cached_logits time x{ratio(c, rows['cached_logits']):.3f}; "
+          f"peak extra memory c/a x{ratio(c, a, 'peak_mb'):.3f} (target <= 0.25 at V = 128,256)")
+    if "quant_aware" in rows:
+        q = ratio(rows["quant_aware"], rows["cached_logits"])
+        print(f"quant-aware/cached_logits: quantized step x{q:.3f}; a run alternates quantized and plain steps: "
+              f"x{(1 + q) / 2:.3f} per step on average")
 
 
 if __name__ == "__main__":

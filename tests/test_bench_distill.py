@@ -18,9 +18,10 @@ def test_bench_distill_reports_every_row(tmp_path):
                           "--batch-size", "4", "--warmup", "1", "--repeats", "1", "--quant-aware", "q4_1",
                           "--json", str(out)], capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
-    rows = json.loads(out.read_text())
-    assert set(rows) == {"reference", "fused", "cached", "chunked", "floor", "quant_aware"}
-    assert [rows[r]["teacher"] for r in ("fused", "cached", "chunked", "floor")] == ["uncached", "cached", "chunked",
-                                                                                       "floor"]
-    assert all(r["step_s"] > 0 for r in rows.values())
-    assert "uncached/cached" in res.stdout and "quant-aware/cached" in res.stdout and "chunked/cached" in res.stdout
+    rows = {r["variant"]: r for r in json.loads(out.read_text())}
+    assert list(rows) == ["reference", "a", "b", "c", "c_first_epoch", "cached_logits", "floor", "quant_aware"]
+    assert all(r["model"] == "tiny-llama-v128256" and r["step_s"] > 0 and r["peak_mb"] >= 0 for r in rows.values())
+    assert [(rows[v]["teacher"], rows[v]["chunked"], rows[v]["fresh_targets"]) for v in ("a", "b", "c", "c_first_epoch")] \
+        == [("uncached", False, False), ("cached", False, True), ("cached", True, False), ("cached", True, True)]
+    for line in ("a/b", "a/c", "c/floor", "c/cached_logits", "quant-aware/cached_logits"):
+        assert line in res.stdout
