@@ -125,7 +125,8 @@ class PrefixCache:
             device = next(self.net.lm.parameters()).device
             ids = torch.tensor([prefix], device=device)
             out = _decoder(self.net.lm)(input_ids=ids, use_cache=True)
-            self._kv[prefix] = _key_values(out.past_key_values)
+            # transformers >= 5.x names the output field `cache` (past_key_values is deprecated there)
+            self._kv[prefix] = _key_values(out.cache if "cache" in out.keys() else out.past_key_values)
         layers = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self._kv[prefix]]
         if hasattr(DynamicCache, "from_legacy_cache"):
             return DynamicCache.from_legacy_cache(tuple(layers))
