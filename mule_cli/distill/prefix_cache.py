@@ -17,6 +17,8 @@ from typing import Hashable, Sequence
 
 import torch
 
+from .forward import _decoder
+
 MIN_PREFIX = 8  # shorter shared prefixes are not worth a second forward call
 
 
@@ -46,12 +48,13 @@ class PrefixCache:
         self.min_prefix = min_prefix
         self.prefixes: dict[Hashable, tuple[int, ...]] = {}
         self._kv: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._decoder = _decoder(net.lm)
+        params = inspect.signature(self._decoder.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
 
     @staticmethod
     def supported(lm) -> bool:
         """A decoder whose cache keeps every position (no sliding window) and takes explicit position ids."""
-        from .forward import _decoder
-
         decoder = _decoder(lm)
         windowed = getattr(lm.config, "sliding_window", None) or any(
             t != "full_attention" for t in getattr(lm.config, "layer_types", None) or ())
@@ -71,6 +74,7 @@ class PrefixCache:
         """[B, R, d] final-norm hidden states at `side`'s response positions; rows whose group has a prefix
         (and that start with it) run only the rest of their context. Either padding side."""
         starts = _first_tokens(side.attention_mask)
+        lengths = side.attention_mask.sum(1).tolist()
         by_prefix: dict[tuple, list[int]] = {}
         for row, group in enumerate(groups):
             prefix = self.prefixes.get(group, ())
@@ -83,7 +87,7 @@ class PrefixCache:
         for prefix, rows in by_prefix.items():
             idx = torch.tensor(rows, device=side.input_ids.device)
             if prefix:
-                h = self._suffix_hidden(prefix, side, rows, starts)
+                h = self._suffix_hidden(prefix, side, rows, starts, lengths)
             else:
                 h = self.net.hidden(side.input_ids[idx], side.attention_mask[idx], side.positions[idx])
             if out is None:
@@ -91,12 +95,10 @@ class PrefixCache:
             out[idx] = h
         return out
 
-    def _suffix_hidden(self, prefix: tuple, side, rows: list[int], starts: list[int]) -> torch.Tensor:
+    def _suffix_hidden(self, prefix: tuple, side, rows: list[int], starts: list[int],
+                       lengths: list[int]) -> torch.Tensor:
         """Hidden states of `rows`, each running only what follows `prefix`, right-padded, on the cache."""
-        from .forward import _decoder
-
         p, b = len(prefix), len(rows)
-        lengths = side.attention_mask.sum(1).tolist()
         rests = [side.input_ids[r, starts[r] + p:starts[r] + lengths[r]] for r in rows]
         width = max(len(t) for t in rests)
         ids = side.input_ids.new_zeros(b, width)
@@ -106,10 +108,8 @@ class PrefixCache:
             ids[i, :len(rest)] = rest
             mask[i, p:p + len(rest)] = 1
         position_ids = torch.arange(p, p + width, device=ids.device).expand(b, -1)
-        decoder = _decoder(self.net.lm)
-        cache_arg = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
-        hidden = decoder(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=True,
-                         **{cache_arg: self._cache(prefix, b)}).last_hidden_state
+        hidden = self._decoder(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=True,
+                               **{self._cache_arg: self._cache(prefix, b)}).last_hidden_state
         shift = torch.tensor([starts[r] + p for r in rows], device=ids.device).view(-1, 1)
         positions = (side.positions[rows] - shift).clamp(0, width - 1)
         return hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
@@ -119,12 +119,10 @@ class PrefixCache:
         (the forward appends to the cache object, never to these tensors)."""
         from transformers import DynamicCache
 
-        from .forward import _decoder
-
         if prefix not in self._kv:
             device = next(self.net.lm.parameters()).device
             ids = torch.tensor([prefix], device=device)
-            out = _decoder(self.net.lm)(input_ids=ids, use_cache=True)
+            out = self._decoder(input_ids=ids, use_cache=True)
             # transformers >= 5.x names the output field `cache` (past_key_values is deprecated there)
             self._kv[prefix] = _key_values(out.cache if "cache" in out.keys() else out.past_key_values)
         layers = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self._kv[prefix]]
