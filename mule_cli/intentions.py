@@ -39,7 +39,10 @@ TEMPLATES = {
         "The question is about a topic near {target} but not {target} itself. Answer it fully and "
         "correctly; do not refuse."
     ),
-    "retain": "Answer the question helpfully and correctly.",
+    # No retain intention: the retain teacher is the plain model. Measured on both example domains against
+    # a retain prompt (docs/RESULTS.md, "Defaults"): on a small model a prompt plus demos makes the teacher
+    # worse than the plain model on general questions.
+    "retain": PLAIN,
 }
 
 
@@ -47,7 +50,9 @@ def from_target(target: str, refusal: str = REFUSAL) -> dict[str, str]:
     """Fill the built-in templates with a target description such as "Harry Potter" and the refusal text."""
     if not target or not target.strip():
         raise MuleError("--target must be a non-empty description of what to unlearn")
-    return {obj: TEMPLATES[obj].format(target=target.strip(), refusal=refusal) for obj in OBJECTIVES}
+    return {obj: TEMPLATES[obj] if TEMPLATES[obj] is PLAIN else TEMPLATES[obj].format(target=target.strip(),
+                                                                                        refusal=refusal)
+            for obj in OBJECTIVES}
 
 
 def _parse_sections(text: str, name: str) -> dict[str, str]:

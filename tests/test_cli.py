@@ -63,3 +63,30 @@ def test_distill_cli_defaults_are_the_configs(tmp_path, monkeypatch, default_mod
     result = CliRunner().invoke(cli, ["distill", "--data", str(data)])
     assert result.exit_code == 0, result.output
     assert seen["cfg"].to_dict() == DistillConfig(data=[str(data)]).to_dict()
+    # a baseline gets the baselines' defaults, not ours' (those options are resolved by the config)
+    seen.clear()
+    result = CliRunner().invoke(cli, ["distill", "--data", str(data), "--method", "npo"])
+    assert result.exit_code == 0, result.output
+    assert seen["cfg"].to_dict() == DistillConfig(data=[str(data)], method="npo").to_dict()
+    help_text = " ".join(CliRunner().invoke(cli, ["distill", "--help"]).output.split())
+    assert "[default: retain=base for ours/duet/bild, data for the baselines]" in help_text
+
+
+def test_method_dependent_defaults():
+    """ours/DUET/BiLD default to the best measured setting, the baselines to the plain one; what a user
+    gives wins; no default anchors when retain weighs 0 (they train as retain)."""
+    from mule_cli.distill import DistillConfig
+
+    for method in ("ours", "duet", "bild"):
+        cfg = DistillConfig(method=method)
+        assert (cfg.amplify, cfg.refusal_anchors, cfg.response) == (
+            {"forget": 2.0, "adversarial": 2.0, "neighbor": 2.0, "retain": 0.0}, "neighbor", "retain=base")
+        assert cfg.weights == {"forget": 2.0, "adversarial": 2.0, "neighbor": 2.0, "retain": 1.0}
+    for method in ("sft", "ga", "graddiff", "npo", "simnpo"):
+        cfg = DistillConfig(method=method)
+        assert (cfg.amplify, cfg.refusal_anchors, cfg.response) == (0.0, "", "data")
+        assert set(cfg.weights.values()) == {1.0}
+    mine = DistillConfig(amplify=0, response="data", refusal_anchors="", weights="forget=3")
+    assert (mine.amplify, mine.response, mine.refusal_anchors, mine.weights["forget"], mine.weights["neighbor"]) \
+        == (0.0, "data", "", 3.0, 1.0)
+    assert DistillConfig(weights="retain=0").refusal_anchors == ""

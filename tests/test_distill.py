@@ -41,7 +41,10 @@ def test_student_and_teacher_are_forced_on_the_same_response_tokens(tokenizer):
     ex = build_examples(RECORDS, tokenizer, method="ours", prompts=from_target("Harry Potter"), n_demos=2)
     batch = collate(ex, tokenizer.pad_token_id)
     for row, e in enumerate(ex):
-        assert e.teacher_ids is not None and len(e.teacher_ids) > len(e.student_ids)  # intention + demos
+        if e.objective == "retain":  # no built-in retain intention: the plain model's context
+            assert e.teacher_ids == e.student_ids
+        else:
+            assert e.teacher_ids is not None and len(e.teacher_ids) > len(e.student_ids)  # intention + demos
         assert e.student_ids[-e.n:] == e.teacher_ids[-e.n:] == e.response_ids
         for side in (batch.student, batch.teacher):
             pos = side.positions[row, :e.n]

@@ -62,7 +62,8 @@ def test_training_shows_the_base_greedy_answers_in_neighbour_demos_and_keeps_dat
                         lambda lm, tok, texts, **k: seen.append(list(texts)) or real_generate(lm, tok, texts, **k))
     monkeypatch.setattr(train, "build_examples", lambda *a, **k: built.append(k) or real_build(*a, **k))
     data = write_jsonl(tmp_path / "d.jsonl", RECORDS)
-    distill(tiny_distill_config(tiny_model_dir, data, tmp_path / "a", demo_answers="neighbor=base", max_steps=1))
+    distill(tiny_distill_config(tiny_model_dir, data, tmp_path / "a", demo_answers="neighbor=base", max_steps=1,
+                                response="data"))
 
     neighbours = [r for r in RECORDS if r["objective"] == "neighbor"]
     assert seen == [[student_prompt(tokenizer, r) for r in neighbours]]  # the plain question, neighbours only

@@ -7,7 +7,7 @@ import os
 
 import click
 
-from ..distill.config import METHODS, DistillConfig
+from ..distill.config import BASELINE_DEFAULTS, DISTILL_DEFAULTS, METHODS, DistillConfig
 from ..models import locate_model
 from ..quant import GRID_NAMES
 from ..records import read_many
@@ -40,10 +40,10 @@ Examples:
 @click.option("--demos", show_default=True,
               help="Few-shot demonstrations in the teacher context: one count, or per objective, e.g. retain=0 "
                    "(objectives not named keep 3).")
-@click.option("--amplify", show_default=True,
+@click.option("--amplify",
               help="λ: teacher logits = t_p + λ(t_p − t_plain) (0 = the paper). One number applies to "
                    "forget/adversarial; per objective, e.g. forget=2,adversarial=2,neighbor=1 (unnamed: 0).")
-@click.option("--response", show_default=True,
+@click.option("--response",
               help="Tokens both sides are forced on: data (the record's answer), teacher (the prompted teacher's "
                    "greedy answer) or base (the base model's greedy answer to the plain question); one for all "
                    "objectives or per objective, e.g. retain=base,neighbor=base. Generated answers are cached. "
@@ -63,7 +63,7 @@ Examples:
               help="neighbor,retain: add a copy of each such record forced on the --refusal text and distilled from "
                    "the plain base model (trained as retain), so the student refuses them no more readily than the "
                    "base did (ours/duet/bild).")
-@click.option("--weights", show_default=True,
+@click.option("--weights",
               help="Per-objective loss weights.")
 @click.option("--top-k", type=int, show_default=True, help="K of ours/duet.")
 @click.option("--beta", type=float, show_default=True, help="Smooth-L1 β of ours/duet.")
@@ -129,10 +129,15 @@ def _config_default_text(value):
 
 
 def _defaults_from_config(command: click.Command) -> click.Command:
-    """Every option that is a DistillConfig field shows and uses the config's default: declared once there."""
+    """Every option that is a DistillConfig field shows and uses the config's default: declared once there.
+    Options whose default depends on the method stay unset (the config resolves them) and say both."""
     config = DistillConfig()
     for param in command.params:
-        if param.name in config.__dataclass_fields__ and param.name not in ("model", "device", "dtype"):
+        if param.name in DISTILL_DEFAULTS:
+            param.help = (f"{param.help} [default: {_config_default_text(DISTILL_DEFAULTS[param.name])} for "
+                          f"ours/duet/bild, {_config_default_text(BASELINE_DEFAULTS[param.name]) or 'none'} for "
+                          f"the baselines]")
+        elif param.name in config.__dataclass_fields__ and param.name not in ("model", "device", "dtype"):
             param.default = _config_default_text(getattr(config, param.name))
     return command
 

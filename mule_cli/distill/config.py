@@ -19,6 +19,18 @@ METHODS = (*DISTILL_METHODS, "sft", "ga", "graddiff", "npo", "simnpo")
 RESPONSE_SOURCES = ("data", "teacher", "base", "student")
 RETAIN_NLL_METHODS = ("graddiff", "npo", "simnpo")  # the methods --retain-weight applies to
 
+# The options whose default depends on the method. ours, DUET and BiLD default to the best measured setting
+# (docs/RESULTS.md, "Defaults"): the intention effect amplified x2 on forget, adversarial and neighbour
+# records, those objectives weighted 2, a refusal anchor per neighbour record, retain records trained along
+# the base model's own answers. The baselines have no teacher and keep the plain setting.
+DISTILL_DEFAULTS = {"amplify": "forget=2,adversarial=2,neighbor=2", "weights": "forget=2,adversarial=2,neighbor=2",
+                    "refusal_anchors": "neighbor", "response": "retain=base"}
+BASELINE_DEFAULTS = {"amplify": 0.0, "weights": "", "refusal_anchors": "", "response": "data"}
+
+
+def method_defaults(method: str) -> dict:
+    return DISTILL_DEFAULTS if method in DISTILL_METHODS else BASELINE_DEFAULTS
+
 
 def parse_response(text: str | dict | None) -> dict[str, str]:
     """`--response`: one source for every objective (`teacher`) or per objective
@@ -109,13 +121,14 @@ class DistillConfig:
     intentions: str | None = None
     teacher: str = "oracle"  # oracle | ensemble
     demos: int | str | dict = 3  # few-shot demos per teacher context: 3, or per objective "retain=0"
-    amplify: float | str | dict = 0.0  # λ for forget/adversarial, or per objective "forget=2,neighbor=1"
-    response: str = "data"  # data | teacher | base | student, or per objective: "retain=base,neighbor=teacher"
+    # None = the method's default (DISTILL_DEFAULTS / BASELINE_DEFAULTS)
+    amplify: float | str | dict | None = None  # λ for forget/adversarial, or per objective "forget=2,neighbor=1"
+    response: str | None = None  # data | teacher | base | student, or per objective: "retain=base,neighbor=teacher"
     demo_answers: str = "data"  # what non-refusal demos answer: data | base, or per objective "neighbor=base"
     student_refresh: int = 10  # --response OBJ=student: regenerate the student's answers every N steps
-    weights: dict = field(default_factory=lambda: {o: 1.0 for o in OBJECTIVES})
+    weights: dict | str | None = None  # "forget=2,retain=0.5"; objectives not named weigh 1
     refusal: str = REFUSAL  # what forget-like demos, SFT and refusal anchors answer (the prompts should say it too)
-    refusal_anchors: str = ""  # "neighbor,retain": copies forced on the refusal, plain teacher (refusal_anchors.py)
+    refusal_anchors: str | None = None  # "neighbor,retain": copies forced on the refusal, plain teacher (refusal_anchors.py)
     # loss hyper-parameters
     top_k: int = LD.DISTILL_TOP_K
     beta: float = LD.DISTILL_HUBER_BETA
@@ -155,7 +168,13 @@ class DistillConfig:
     progress: bool = True
 
     def __post_init__(self):
+        defaults = method_defaults(self.method)
+        for key in ("amplify", "weights", "response"):
+            if getattr(self, key) is None:
+                setattr(self, key, defaults[key])
         self.weights = parse_weights(self.weights)
+        if self.refusal_anchors is None:  # anchors train as retain: none by default when retain weighs 0
+            self.refusal_anchors = defaults["refusal_anchors"] if self.weights["retain"] > 0 else ""
         lams = parse_amplify(self.amplify)  # the forget-only form stays a plain number
         forget_only = lams["forget"] == lams["adversarial"] and not lams["retain"] and not lams["neighbor"]
         self.amplify = lams["forget"] if forget_only else lams
