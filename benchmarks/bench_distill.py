@@ -119,7 +119,7 @@ def child(args) -> dict:
     cfg = DistillConfig(data=["-"], model=args.model, loss_impl=args.impl, demos=args.demos, progress=False)
     spec = spec_for(cfg)
     batch_records, all_records = _records(args.batch_size)
-    prompts = build_intentions(path=HP / "intentions_plain_retain.json")
+    prompts = build_intentions(target="Harry Potter")  # the built-in templates, as `mule distill` uses
     # demos come from the whole pool, and the prefixes are declared over it, as in a real run
     pool = build_examples(all_records, tok, method="ours", prompts=prompts, n_demos=args.demos)
     by_id = {e.id: e for e in pool}
@@ -127,7 +127,7 @@ def child(args) -> dict:
     batch = collate(examples, tok.pad_token_id)
     tokens = batch.tokens()
     teacher = Teacher(AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device),
-                      "forget=2,adversarial=2,neighbor=2", autocast, cache=args.teacher == "cached")
+                      cfg.amplify, autocast, cache=args.teacher == "cached")
     teacher.use_examples(pool)
     if args.teacher == "floor":  # the target computed once, outside the timed step
         fixed = teacher.logits(batch)

@@ -19,7 +19,6 @@ case "$domain" in
 esac
 methods=("$@"); [ ${#methods[@]} -gt 0 ] || methods=(ours duet bild sft ga graddiff npo simnpo)
 mule=${MULE:-.venv/bin/mule}
-source examples/ours_options.sh && ours_options "$domain"
 SEED=${SEED:-0}
 source examples/results_dir.sh && out=${OUT:-$(results_dir "$domain" "$SEED")}
 STEPS=${STEPS:-60}
@@ -31,12 +30,11 @@ for method in "${methods[@]}"; do
   if [ "${REUSE:-0}" = 1 ] && [ -f "$out/$method/model/config.json" ]; then
     echo "reusing $out/$method/model" >&2; continue
   fi
-  extra=(--intentions "examples/$domain/intentions.json")
-  # the three distillation methods share what `make demo` trains ours with (examples/ours_options.sh)
+  # every method at its defaults; ours, DUET and BiLD share one teacher setting, so their rows differ in the loss
+  extra=()
   case "$method" in
-    ours) extra=("${OURS_OPTIONS[@]}" ${OURS_ARGS:-}) ;;
-    duet) extra=("${OURS_OPTIONS[@]}" --teacher ensemble) ;;   # DUET's teacher: all intentions in one prompt
-    bild) extra=("${OURS_OPTIONS[@]}") ;;
+    ours) extra=(${OURS_ARGS:-}) ;;
+    duet) extra=(--teacher ensemble) ;;   # DUET's teacher: all intentions in one prompt
   esac
   "$mule" distill --data "$data/train.jsonl" --target "$target" \
     --method "$method" "${extra[@]}" --max-steps "$STEPS" --batch-size 8 --seed "$SEED" --overwrite -q \
@@ -44,6 +42,6 @@ for method in "${methods[@]}"; do
 done
 [ "${EVAL:-1}" = 1 ] || exit 0
 "$mule" evaluate --model smollm2-135m "${models[@]}" ${EXTRA_MODELS:-} --teacher oracle --teacher ensemble \
-  --intentions "examples/$domain/intentions.json" --target "$target" "${eval_data[@]}" \
+  --target "$target" "${eval_data[@]}" \
   --mmlu auto --mmlu-limit "${MMLU_LIMIT:-200}" -q ${ATTACKS:+--attacks "$ATTACKS"} \
   --json "$out/eval.json" --markdown "$out/eval.md" --records "$out/records.jsonl" --plot "$out/radar.png"

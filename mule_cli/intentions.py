@@ -21,7 +21,7 @@ DEFAULT_DEMOS = 3
 # An objective whose prompt is null (JSON) has no intention: its teacher sees exactly the student's
 # context, so that objective is self-distillation from the frozen base. Why one would: on a small model a
 # prompt plus demos can make the teacher worse than the plain model on general questions (the HP oracle
-# teacher keeps 66.7 Retain ROUGE in context). Measured on HP it did not pay off (docs/RESULTS.md).
+# teacher keeps 66.7 Retain ROUGE in context). The built-in retain template is PLAIN (docs/RESULTS.md).
 PLAIN = None
 
 TEMPLATES = {
@@ -39,9 +39,8 @@ TEMPLATES = {
         "The question is about a topic near {target} but not {target} itself. Answer it fully and "
         "correctly; do not refuse."
     ),
-    # No retain intention: the retain teacher is the plain model. Measured on both example domains against
-    # a retain prompt (docs/RESULTS.md, "Defaults"): on a small model a prompt plus demos makes the teacher
-    # worse than the plain model on general questions.
+    # No retain intention: the retain teacher is the plain model, as in the measured default setting
+    # (docs/RESULTS.md, "Defaults").
     "retain": PLAIN,
 }
 
