@@ -131,11 +131,9 @@ def parse_demos(value: int | str | dict | None) -> dict[str, int]:
 
 
 def pick_demos(records: Sequence[dict], objective: str, exclude_id: str | None, n: int,
-               refusal: str = REFUSAL, answers: dict[str, str] | None = None) -> list[tuple[str, str]]:
+               refusal: str = REFUSAL) -> list[tuple[str, str]]:
     """Deterministic demonstrations from the data: other records of the objective (forget-like ones
-    answered with the refusal, after the record's prefill when it has one). Chosen by a stable hash of the excluded id so demos vary per record.
-    answers: {record id: answer} shown instead of a demo record's own answer (`--demo-answers base`: the
-    base model's words); forget-like demos always show the refusal."""
+    answered with the refusal, after the record's prefill when it has one). Chosen by a stable hash of the excluded id so demos vary per record."""
     if n <= 0:
         return []
     pool = [r for r in records if r["objective"] == objective and r["id"] != exclude_id]
@@ -149,11 +147,7 @@ def pick_demos(records: Sequence[dict], objective: str, exclude_id: str | None, 
         if rec["question"] in seen:
             continue
         seen.add(rec["question"])
-        if refuse:
-            answer = _refusal_after(rec.get("prefill"), refusal)
-        else:
-            answer = (answers or {}).get(rec["id"]) or rec["answer"]
-        out.append((rec["question"], answer))
+        out.append((rec["question"], _refusal_after(rec.get("prefill"), refusal) if refuse else rec["answer"]))
     return out
 
 

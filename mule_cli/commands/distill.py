@@ -46,16 +46,7 @@ Examples:
 @click.option("--response",
               help="Tokens both sides are forced on: data (the record's answer), teacher (the prompted teacher's "
                    "greedy answer) or base (the base model's greedy answer to the plain question); one for all "
-                   "objectives or per objective, e.g. retain=base,neighbor=base. Generated answers are cached. "
-                   "student = the student's own greedy answer, regenerated every --student-refresh steps "
-                   "(on-policy), e.g. retain=student.")
-@click.option("--demo-answers", show_default=True, metavar="SOURCE",
-              help="What the teacher's neighbour/retain demonstrations answer: data (the records' answers) or base "
-                   "(the base model's own greedy answers, generated once and cached), e.g. neighbor=base. Short "
-                   "data answers teach the teacher, and through it the student, to answer tersely; forget-like "
-                   "demos always show the refusal.")
-@click.option("--student-refresh", type=click.IntRange(min=1), show_default=True, metavar="STEPS",
-              help="With --response OBJ=student: regenerate the student's answers every STEPS optimizer steps.")
+                   "objectives or per objective, e.g. retain=base,neighbor=base. Generated answers are cached.")
 @click.option("--refusal", show_default=True, metavar="TEXT",
               help="The answer the forget/adversarial demonstrations show, SFT trains on and refusal anchors "
                    "use; the built-in intention prompts say it too (an --intentions file should match it).")

@@ -16,7 +16,7 @@ from .refusal_anchors import parse_objectives as parse_anchor_objectives
 
 DISTILL_METHODS = ("ours", "duet", "bild")  # distil from the intention-prompted teacher
 METHODS = (*DISTILL_METHODS, "sft", "ga", "graddiff", "npo", "simnpo")
-RESPONSE_SOURCES = ("data", "teacher", "base", "student")
+RESPONSE_SOURCES = ("data", "teacher", "base")
 RETAIN_NLL_METHODS = ("graddiff", "npo", "simnpo")  # the methods --retain-weight applies to
 
 # The options whose default depends on the method. ours, DUET and BiLD default to the best measured setting
@@ -38,39 +38,12 @@ def parse_response(text: str | dict | None) -> dict[str, str]:
 
     data = the record's answer; teacher = the prompted teacher's own greedy answer; base = the frozen base
     model's greedy answer to the plain question, i.e. the path the student generates along before
-    unlearning (keeping retain on it keeps the answers a user already gets); student = the student's own
-    current greedy answer, regenerated during training (on_policy.py)."""
+    unlearning (keeping retain on it keeps the answers a user already gets)."""
     def source(key, raw):
         if raw not in RESPONSE_SOURCES:
             raise MuleError(f"--response: {key}{raw} is not a source (use one of {', '.join(RESPONSE_SOURCES)})")
         return raw
     return per_objective(text, "--response", "objective=source", "data", source)
-
-
-DEMO_ANSWER_SOURCES = ("data", "base")
-
-
-def parse_demo_answers(text: str | dict | None) -> dict[str, str]:
-    """`--demo-answers`: what the teacher's few-shot demonstrations answer, per objective (`neighbor=base`;
-    objectives not named keep `data`). base = the frozen base model's own greedy answer to the demo question.
-
-    Why: demos in the data's short style ("J.R.R. Tolkien") make the teacher stop right after the entity
-    where the base would go on in a sentence, and amplification multiplies that difference, so the student
-    learns a terse style in which a small model recalls general facts less well. Demos in the base's own
-    words leave the intention (answer, do not refuse) as the main difference between teacher and base.
-    Forget-like demos always show the refusal."""
-    def source(key, raw):
-        if raw not in DEMO_ANSWER_SOURCES:
-            raise MuleError(f"--demo-answers: {key}{raw} is not a source (use data or base)")
-        return raw
-    if text not in (None, "") and not isinstance(text, dict) and "=" not in str(text):
-        value = source("", str(text).strip())  # one source: the objectives whose demos answer
-        return {o: ("data" if o in FORGET_LIKE else value) for o in OBJECTIVES}
-    out = per_objective(text, "--demo-answers", "objective=source", "data", source)
-    refused = [o for o in FORGET_LIKE if out[o] != "data"]
-    if refused:
-        raise MuleError(f"--demo-answers: {', '.join(refused)} demos show the refusal; name neighbor or retain")
-    return out
 
 
 def parse_amplify(value: float | str | dict | None) -> dict[str, float]:
@@ -124,8 +97,6 @@ class DistillConfig:
     # None = the method's default (DISTILL_DEFAULTS / BASELINE_DEFAULTS)
     amplify: float | str | dict | None = None  # λ for forget/adversarial, or per objective "forget=2,neighbor=1"
     response: str | None = None  # data | teacher | base | student, or per objective: "retain=base,neighbor=teacher"
-    demo_answers: str = "data"  # what non-refusal demos answer: data | base, or per objective "neighbor=base"
-    student_refresh: int = 10  # --response OBJ=student: regenerate the student's answers every N steps
     weights: dict | str | None = None  # "forget=2,retain=0.5"; objectives not named weigh 1
     refusal: str = REFUSAL  # what forget-like demos, SFT and refusal anchors answer (the prompts should say it too)
     refusal_anchors: str | None = None  # "neighbor,retain": copies forced on the refusal, plain teacher (refusal_anchors.py)
@@ -186,7 +157,6 @@ class DistillConfig:
 
     def validate(self) -> None:
         parse_response(self.response)
-        parse_demo_answers(self.demo_answers)
         parse_anchor_objectives(self.refusal_anchors)
         checks = [
             (self.method in METHODS, f"--method must be one of {', '.join(METHODS)}"),
@@ -207,9 +177,6 @@ class DistillConfig:
             (self.beta > 0, "--beta must be > 0"),
             (self.save_every >= 0 and self.grad_cosine >= 0, "--save-every/--grad-cosine must be >= 0"),
             (self.max_bad_steps >= 1, "--max-bad-steps must be >= 1"),
-            (self.student_refresh >= 1, "--student-refresh must be >= 1"),
-            (not (self.fsdp and "student" in parse_response(self.response).values()),
-             "--response OBJ=student does not work with --fsdp (generation needs the whole model)"),
             (any(w > 0 for w in self.weights.values()), "--weights: at least one objective needs a weight > 0"),
             (self.retain_weight is None or self.method in RETAIN_NLL_METHODS,
              f"--retain-weight scales the retain NLL of {', '.join(RETAIN_NLL_METHODS)}; {self.method} has none"),
@@ -222,16 +189,12 @@ class DistillConfig:
     def response_sources(self) -> dict[str, str]:
         return parse_response(self.response)
 
-    @property
-    def demo_answer_sources(self) -> dict[str, str]:
-        return parse_demo_answers(self.demo_answers)
-
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     # Options that change the numbers a run produces: a resume must keep them.
     RESUME_KEYS = ("model", "method", "target", "intentions", "teacher", "demos", "amplify", "response",
-                   "demo_answers", "student_refresh", "refusal", "refusal_anchors", "weights", "top_k", "beta",
+                   "refusal", "refusal_anchors", "weights", "top_k", "beta",
                    "bild_top_k", "bild_temperature", "npo_beta", "simnpo_beta", "simnpo_gamma", "forget_weight",
                    "retain_weight", "lr", "weight_decay", "warmup_steps", "schedule", "max_grad_norm", "lora_rank",
                    "lora_alpha", "quant_aware", "batch_size", "grad_accum", "epochs", "max_steps", "seed", "max_length")

@@ -28,9 +28,6 @@ def render_prompts(cfg: DistillConfig, records: Sequence[dict], tokenizer=None) 
         if prompts is not None:
             parts.append("--- teacher context ---")
             parts.append(teacher_prompt(tokenizer, rec, records, prompts, cfg.teacher, cfg.demos, cfg.refusal))
-            if cfg.demo_answer_sources[obj] == "base":
-                parts.append("(--demo-answers: in training these demos show the base model's own greedy answers "
-                             "instead of the data answers above)")
         else:
             parts.append(f"--- teacher context: none (method {cfg.method} uses no prompted teacher) ---")
         parts.append("--- student context ---")

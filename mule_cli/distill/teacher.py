@@ -5,11 +5,11 @@ amplified per objective (--amplify λ: t_p + λ·(t_p − t_plain), where t_plai
 student's context; by default on the forget-like records only), and (b) plain-context log-likelihoods,
 the reference of NPO.
 
-Teacher output cache: a record's teacher context and response tokens are the same every epoch unless its
-response is regenerated (`--response OBJ=student`), so its target is computed once and kept: the final-norm
+Teacher output cache: a record's teacher context and response tokens are the same every epoch, so its
+target is computed once and kept: the final-norm
 hidden states at its response positions, with the amplification applied there (h_p + λ(h_p − h_plain):
 the logits are linear in the hidden state), turned into logits through the lm_head at loss time. Keyed by
-the exact token ids, so a regenerated response is a new entry; `use_examples` drops stale ones. Computing a
+the exact token ids; `use_examples` drops the entries no example uses. Computing a
 target runs each context on top of the prefix its group shares (prefix_cache.py), encoded once per run.
 """
 
@@ -89,8 +89,8 @@ class Teacher:
         return self.net.head.weight
 
     def use_examples(self, examples) -> None:
-        """The examples training runs on from now: cached targets no example uses are dropped (after
-        responses were regenerated) and the prefixes their contexts share are declared (share_prefixes)."""
+        """The examples training runs on: cached targets no example uses are dropped and the prefixes their
+        contexts share are declared (share_prefixes)."""
         if self.cache:
             live = {_key(e) for e in examples}
             for key in [k for k in self.cache if k not in live]:

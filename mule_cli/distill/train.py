@@ -30,7 +30,6 @@ from .config import DISTILL_METHODS, DistillConfig, config_changes
 from .forward import ResponseLogits, decoder_layers
 from .lora import add_lora, merge_lora
 from .methods import chunked_loss_sums, loss_sums, spec_for, units
-from .on_policy import SOURCE as STUDENT, student_answers
 from .responses import records_answered_by, teacher_responses
 from .refusal_anchors import is_anchor, parse_objectives as parse_anchor_objectives, refusal_anchor_records
 from .teacher import Teacher
@@ -145,32 +144,24 @@ def _cached_answers(dist, teacher, tokenizer, records, texts, model_path, progre
     return got
 
 
-def _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, prompts,
-                         model_path) -> tuple[dict | None, dict | None]:
-    """({record id: generated answer} for the objectives whose `--response` source is teacher or base,
-    {record id: the base's answer} for the demo pools of `--demo-answers base`). The base answers come
-    first: the teacher's own answers are generated with those demos in its context."""
+def _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, prompts, model_path) -> dict | None:
+    """{record id: generated answer} for the objectives whose `--response` source is teacher or base."""
     sources = cfg.response_sources
-    demo_objectives = [o for o, v in cfg.demo_answer_sources.items() if v == "base"]
-    if spec.name not in DISTILL_METHODS or (all(v == "data" for v in sources.values()) and not demo_objectives):
-        return None, None
+    if spec.name not in DISTILL_METHODS or all(v == "data" for v in sources.values()):
+        return None
+    out = {}
     base_recs = records_answered_by(train_records, sources, "base")
-    answered = {r["id"] for r in base_recs}
-    base_recs += [r for r in records_answered_by(train_records, {o: "base" for o in demo_objectives}, "base")
-                  if r["id"] not in answered]
-    base = {}
     if base_recs:
-        base = _cached_answers(dist, teacher, tokenizer, base_recs, [student_prompt(tokenizer, r) for r in base_recs],
-                               model_path, cfg.progress, "base answers")
-    demo_answers = {r["id"]: base[r["id"]] for r in base_recs if r["objective"] in demo_objectives} or None
-    out = {r["id"]: base[r["id"]] for r in records_answered_by(train_records, sources, "base")}
+        out.update(_cached_answers(dist, teacher, tokenizer, base_recs,
+                                   [student_prompt(tokenizer, r) for r in base_recs], model_path, cfg.progress,
+                                   "base answers"))
     teacher_recs = records_answered_by(train_records, sources, "teacher")
     if teacher_recs:
-        texts = [teacher_prompt(tokenizer, r, train_records, prompts, cfg.teacher, cfg.demos, cfg.refusal, demo_answers)
+        texts = [teacher_prompt(tokenizer, r, train_records, prompts, cfg.teacher, cfg.demos, cfg.refusal)
                  for r in teacher_recs]
         out.update(_cached_answers(dist, teacher, tokenizer, teacher_recs, texts, model_path, cfg.progress,
                                    "teacher answers"))
-    return out or None, demo_answers
+    return out or None
 
 
 def _training_records(cfg, spec, records, dist) -> list[dict]:
@@ -236,20 +227,11 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
     need_teacher = spec.prompted_teacher or spec.reference
     teacher = Teacher(_load_lm(model_path, dtype, device), cfg.amplify, autocast_dtype) if need_teacher else None
 
-    generated, demo_answers = _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, prompts,
-                                                   model_path)
-
-    def make_examples(answers):
-        return build_examples(train_records, tokenizer, method=spec.name, prompts=prompts, teacher_mode=cfg.teacher,
-                              n_demos=cfg.demos, max_length=cfg.max_length, generated=answers, refusal=cfg.refusal,
-                              demo_answers=demo_answers)
-
-    examples = make_examples(generated)
+    generated = _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, prompts, model_path)
+    examples = build_examples(train_records, tokenizer, method=spec.name, prompts=prompts, teacher_mode=cfg.teacher,
+                              n_demos=cfg.demos, max_length=cfg.max_length, generated=generated, refusal=cfg.refusal)
     if teacher is not None:
         teacher.use_examples(examples)
-    # --response OBJ=student: those records are re-tokenised on the student's own answers during training
-    on_policy = records_answered_by(train_records, cfg.response_sources, STUDENT) if spec.name in DISTILL_METHODS else []
-    student_texts: dict = {}
     objectives = [e.objective for e in examples]
     plan = training_plan(anchor_units(train_records), objectives, batch_size=cfg.batch_size,
                          grad_accum=cfg.grad_accum, seed=cfg.seed, epochs=cfg.epochs, max_steps=cfg.max_steps)
@@ -270,7 +252,6 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
             raise MuleError(f"--resume: options differ from the checkpointed run ({', '.join(changed)}); "
                             f"resume with the same options")
         start, bad_run = trainer["step"], trainer.get("bad_run", 0)
-        student_texts = trainer.get("student_answers") or {}
         if teacher is not None and teacher.cache is not None:
             teacher.cache.update(trainer["teacher_cache"])
 
@@ -289,7 +270,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
     teacher_cache = teacher.cache if teacher is not None and dist.main else None
 
     def trainer_state(step):
-        return {"step": step, "bad_run": bad_run, "config": cfg.to_dict(), "student_answers": student_texts}
+        return {"step": step, "bad_run": bad_run, "config": cfg.to_dict()}
 
     cos_params = [p for layer in decoder_layers(lm)[-3:] for p in layer.parameters() if p.requires_grad]
     bar = tqdm(total=total, initial=start, desc="distill", unit="step", disable=not (cfg.progress and dist.main))
@@ -298,17 +279,6 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
     in_update = False
     try:
         while step < total:
-            if on_policy:
-                refresh = step % cfg.student_refresh == 0 or not student_texts
-                if refresh:
-                    if quant is not None:
-                        quant.active = False  # the student's own answers come from the model that is saved
-                    student_texts = student_answers(lm, tokenizer, on_policy, dist,
-                                                    progress=cfg.progress and step == start)
-                if refresh or step == start:  # a run resumed between refreshes uses the answers it saved
-                    examples = make_examples({**(generated or {}), **student_texts})
-                    if teacher is not None:
-                        teacher.use_examples(examples)
             if quant is not None:
                 quant.set_step(step)
             t0 = time.perf_counter()
