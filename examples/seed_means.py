@@ -45,6 +45,25 @@ def cell(row: dict, key: str) -> str:
     return f"{value:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else f"{value:.1f}"
 
 
+ATTACK_KEYS = ("forget_rouge", "asr", "asr_search", "asr_own", "retain_rouge")
+
+
+def attack_tables(pooled) -> list[str]:
+    """One table per robustness attack: the base and every method that has it at every seed."""
+    lines = []
+    for attack in sorted(pooled.base.get("attacks", {})):
+        rows = [(name, row) for name, row in pooled.methods.items() if attack in row.get("attacks", {})]
+        base = pooled.base["attacks"][attack]
+        keys = [(k, name) for k, name in METRICS if k in ATTACK_KEYS
+                and (base.get(k) is not None or any(r["attacks"][attack].get(k) is not None for _, r in rows))]
+        lines += [f"| under {attack} | seeds | " + " | ".join(name for _, name in keys) + " |",
+                  "|---|---:|" + "---:|" * len(keys), "| base | – | " + " | ".join(cell(base, k) for k, _ in keys) + " |"]
+        lines += [f"| {name} | {row['seeds']} | " + " | ".join(cell(row["attacks"][attack], k) for k, _ in keys) + " |"
+                  for name, row in rows]
+        lines.append("")
+    return lines
+
+
 def table(pooled) -> str:
     keys = [(k, name) for k, name in METRICS
             if pooled.base.get(k) is not None or any(r.get(k) is not None for r in pooled.methods.values())]
@@ -53,6 +72,7 @@ def table(pooled) -> str:
     for name, row in sorted(pooled.methods.items(), key=lambda kv: -(kv[1]["overall"] or float("-inf"))):
         lines.append(f"| {name} | {row['seeds']} | " + " | ".join(cell(row, k) for k, _ in keys) + " |")
     lines += ["", "cells: mean over seeds [95% bootstrap interval over seeds × records].", ""]
+    lines += attack_tables(pooled)
     if pooled.pairs:
         lines += ["| method a | method b | overall a − b [95% paired] |", "|---|---|---:|"]
         lines += [f"| {p['a']} | {p['b']} | {p['diff']:+.1f} [{p['ci'][0]:.1f}, {p['ci'][1]:.1f}] |"

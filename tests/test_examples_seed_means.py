@@ -103,3 +103,28 @@ def test_plot_draws_the_means(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit, match="no row named sft"):
         seed_means.main([a, b, "--plot", str(png), "--plot-only", "npo,sft"])
+
+
+def under(attack, model_rows):
+    return [{**r, "attack": attack} for r in model_rows if r["objective"] == "forget"]
+
+
+def test_attack_rows_pool_per_attack_and_only_where_every_seed_has_them(tmp_path, capsys):
+    base_q = under("quant4", rows("base", [1.0, 1.0, 1.0, 1.0], []))
+    m0, m1 = rows("x/m/model", [0.0] * 4, [True] * 4), rows("y/m_s1/model", [0.0] * 4, [True] * 4)
+    k0, k1 = rows("x/k/model", [0.0] * 4, [True] * 4), rows("y/k_s1/model", [0.0] * 4, [True] * 4)
+    s0 = BASE + base_q + m0 + under("quant4", rows("x/m/model", [0.5] * 4, [])) + k0 + under("quant4", k0)
+    s1 = BASE + base_q + m1 + under("quant4", rows("y/m_s1/model", [1.0, 1.0, 0.0, 0.0], [])) + k1
+    pooled = pool_seeds([("s0", s0), ("s1", s1)], n=500)
+    q = pooled.methods["m"]["attacks"]["quant4"]
+    assert q["forget_rouge"] == pytest.approx(50.0)  # (50 + 50) / 2: attack rows, not the plain ones (0)
+    assert q["forget_rouge_delta_ci"][1] < 0  # below the quantized base (100) on every resample
+    assert pooled.methods["m"]["forget_rouge"] == 0.0  # the plain metrics ignore the attack rows
+    assert "attacks" not in pooled.methods["k"]  # quant4 at seed 0 only: not pooled
+    assert pooled.base["attacks"]["quant4"]["forget_rouge_ci"] == [100.0, 100.0]
+    p0, p1 = tmp_path / "s0.jsonl", tmp_path / "s1.jsonl"
+    for path, lines in ((p0, s0), (p1, s1)):
+        path.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    assert seed_means.main([str(p0), str(p1)]) == 0
+    out = capsys.readouterr().out
+    assert "| under quant4 |" in out and "| m | 2 | 50.0 [" in out.split("| under quant4 |")[1]

@@ -4,7 +4,9 @@ Why: the batch order alone moves a trained method's score by tens of points, and
 several more; a ranking needs both sources of noise in its interval. Each resample draws records within
 their stratum (the same draws for every method and seed, so differences are paired) and, per method, the
 seeds with replacement (the same seed draws for methods with as many seeds). Input: the per-record rows
-that `mule evaluate --records` writes, one file per seed, each with the base model's rows.
+that `mule evaluate --records` writes, one file per seed, each with the base model's rows. Rows of a
+robustness attack (`--attacks`, e.g. quant4) pool the same way under `attacks`, for the methods that have
+them at every seed.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def method_name(model: str) -> str:
 @dataclass
 class Pooled:
     base: dict  # the base's metrics (+ _ci)
-    methods: dict[str, dict] = field(default_factory=dict)  # name -> metrics (+ _ci, _delta_ci), "seeds": S
+    methods: dict[str, dict] = field(default_factory=dict)  # name -> metrics (+ _ci, _delta_ci), "seeds": S,
+    # "attacks": {attack: metrics (+ _ci, _delta_ci against the base under the same attack)}
     pairs: list[dict] = field(default_factory=list)  # paired overall differences of every two methods
 
 
@@ -45,14 +48,50 @@ def _summary(rows: Sequence[dict]) -> dict:
 
 def split_rows(rows: Sequence[dict]) -> tuple[str, dict[str, list[dict]]]:
     """(base name, {model: its rows}) of one records file; the base is the file's first model (evaluate
-    writes the base first); attack rows are left out."""
+    writes the base first); attack rows are left out (`_attack_rows`)."""
     by_model: dict[str, list[dict]] = {}
     for row in rows:
-        if "attack" not in row:
+        if not row.get("attack"):
             by_model.setdefault(row["model"], []).append(row)
     if not by_model:
         raise ValueError("no evaluation rows")
     return next(iter(by_model)), by_model
+
+
+def _pooled_metrics(seeds: Sequence[list[dict]], draws, picks, base_point: dict, base_samples: dict,
+                    keys: Sequence[str] = KEYS) -> tuple[dict, dict]:
+    """(the mean over seeds of each metric with its pooled interval and paired delta interval, the pooled
+    resamples by key) for one method's per-seed rows."""
+    points, samples = [], []
+    for rows in seeds:
+        point, sample = _summary(rows), resampled(rows, draws)
+        terms = [k for k in OVERALL_TERMS if point.get(k) is not None and base_point.get(k) is not None]
+        point["overall"] = overall_score(base_point, point)
+        sample["overall"] = overall_samples(base_samples, sample, terms)
+        points.append(point)
+        samples.append(sample)
+    row, pooled_by_key = {}, {}
+    for key in keys:
+        if any(p[key] is None for p in points):
+            row[key] = None
+            continue
+        row[key] = round(float(np.mean([p[key] for p in points])), 4)
+        stacked = np.stack([s[key] for s in samples])  # [seeds, resamples]
+        pooled = stacked[picks, np.arange(draws.n)[:, None]].mean(axis=1)
+        row[f"{key}_ci"] = interval(pooled)
+        if key != "overall" and base_point[key] is not None:
+            row[f"{key}_delta_ci"] = interval(pooled - base_samples[key])
+        pooled_by_key[key] = pooled
+    return row, pooled_by_key
+
+
+def _attack_rows(rows: Sequence[dict], model: str) -> dict[str, list[dict]]:
+    """{attack name: the rows of `model` under that attack} of one records file."""
+    out: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["model"] == model and row.get("attack"):
+            out.setdefault(row["attack"], []).append(row)
+    return out
 
 
 def pool_seeds(seed_files: Sequence[tuple[str, Sequence[dict]]], n: int = 1000, seed: int = 0,
@@ -62,7 +101,9 @@ def pool_seeds(seed_files: Sequence[tuple[str, Sequence[dict]]], n: int = 1000, 
     rename = rename or [None] * len(seed_files)
     base_name, first = split_rows(seed_files[0][1])
     base_rows = first[base_name]
+    base_attacks = _attack_rows(seed_files[0][1], base_name)
     runs: dict[str, list[list[dict]]] = {}
+    attack_runs: dict[str, list[dict[str, list[dict]]]] = {}
     for (source, rows), wanted in zip(seed_files, rename):
         name, by_model = split_rows(rows)
         if [(r["id"], r.get("rouge_recall"), r.get("picked")) for r in by_model[name]] != \
@@ -76,6 +117,7 @@ def pool_seeds(seed_files: Sequence[tuple[str, Sequence[dict]]], n: int = 1000, 
                 continue
             found.add(method)
             runs.setdefault(wanted[method] if wanted else method, []).append(model_rows)
+            attack_runs.setdefault(wanted[method] if wanted else method, []).append(_attack_rows(rows, model))
         if wanted is not None and set(wanted) - found:
             raise ValueError(f"{source}: no method named {', '.join(sorted(set(wanted) - found))}")
 
@@ -88,32 +130,27 @@ def pool_seeds(seed_files: Sequence[tuple[str, Sequence[dict]]], n: int = 1000, 
     for key in PER_RECORD:
         if base_point[key] is not None:
             out.base[f"{key}_ci"] = interval(base_samples[key])
+    for attack, rows in sorted(base_attacks.items()):
+        point, samples = _summary(rows), resampled(rows, draws)
+        out.base.setdefault("attacks", {})[attack] = {
+            **{k: point[k] for k in PER_RECORD}, **{f"{k}_ci": interval(samples[k]) for k in PER_RECORD
+                                                    if point[k] is not None}}
     rng = np.random.default_rng(seed + 1)
     seed_draws: dict[int, np.ndarray] = {}
     pooled_overall = {}
     for method, seeds in runs.items():
         picks = seed_draws.setdefault(len(seeds), rng.integers(0, len(seeds), size=(n, len(seeds))))
-        points, samples = [], []
-        for rows in seeds:
-            point, sample = _summary(rows), resampled(rows, draws)
-            terms = [k for k in OVERALL_TERMS if point.get(k) is not None and base_point.get(k) is not None]
-            point["overall"] = overall_score(base_point, point)
-            sample["overall"] = overall_samples(base_samples, sample, terms)
-            points.append(point)
-            samples.append(sample)
-        row = {"seeds": len(seeds)}
-        for key in KEYS:
-            if any(p[key] is None for p in points):
-                row[key] = None
-                continue
-            row[key] = round(float(np.mean([p[key] for p in points])), 4)
-            stacked = np.stack([s[key] for s in samples])  # [seeds, resamples]
-            pooled = stacked[picks, np.arange(n)[:, None]].mean(axis=1)
-            row[f"{key}_ci"] = interval(pooled)
-            if key != "overall" and base_point[key] is not None:
-                row[f"{key}_delta_ci"] = interval(pooled - base_samples[key])
-            if key == "overall":
-                pooled_overall[method] = pooled
+        metrics, pooled = _pooled_metrics(seeds, draws, picks, base_point, base_samples)
+        if "overall" in pooled:
+            pooled_overall[method] = pooled["overall"]
+        row = {"seeds": len(seeds), **metrics}
+        attacks = {}
+        for attack in sorted(set.intersection(*(set(a) for a in attack_runs[method])) & set(base_attacks)):
+            attack_base = _summary(base_attacks[attack])
+            attacks[attack], _ = _pooled_metrics([a[attack] for a in attack_runs[method]], draws, picks, attack_base,
+                                                 resampled(base_attacks[attack], draws), PER_RECORD)
+        if attacks:
+            row["attacks"] = attacks
         out.methods[method] = row
     ranked = sorted(out.methods, key=lambda m: -(out.methods[m]["overall"] or float("-inf")))
     for a, b in combinations([m for m in ranked if m in pooled_overall], 2):
