@@ -8,7 +8,7 @@ same base rows (same eval files, MMLU sample and base model).
 A row is keyed by its method name (the folder above `model/`, e.g. runs/results/harry_potter-seed1/npo/model
 -> npo; a trailing _s1 / -seed1 is dropped), or the model string itself.
 
-Usage: python examples/seed_means.py RECORDS.jsonl[:NAME,OLD=NEW,...] ... [--bootstrap N] [--seed S]
+Usage: python examples/seed_means.py RECORDS.jsonl[.gz][:NAME,OLD=NEW,...] ... [--bootstrap N] [--seed S]
        [--markdown OUT.md] [--json OUT.json] [--plot OUT.png [--plot-only NAME,...]]
 (`:NAME,...` keeps only those methods of that file; OLD=NEW keeps OLD and shows it as NEW, so runs of one
 setting pool under one name and runs of another setting under another, even when their folders share a name.)
@@ -17,6 +17,7 @@ setting pool under one name and runs of another setting under another, even when
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ METRICS = [(k, f"{name} {'↓' if BY_KEY[k].lower_is_better else '↑'}") for k,
 def parse_source(arg: str) -> tuple[str, dict[str, str] | None]:
     """'f.jsonl:npo,best8=ours' -> ('f.jsonl', {'npo': 'npo', 'best8': 'ours'}); 'f.jsonl' -> ('f.jsonl', None)."""
     path, sep, names = arg.rpartition(":")
-    if not sep or names.endswith((".json", ".jsonl")):
+    if not sep or names.endswith((".json", ".jsonl", ".gz")):
         return arg, None
     pairs = [n.split("=", 1) if "=" in n else (n, n) for n in names.split(",") if n]
     return path, {old: new for old, new in pairs}
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     files = []
     for path, _ in sources:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            raw = Path(path).read_bytes()
+            text = (gzip.decompress(raw) if path.endswith(".gz") else raw).decode("utf-8")
         except FileNotFoundError:
             raise SystemExit(f"{display_name(path)}: no such file") from None
         files.append((path, [json.loads(line) for line in text.splitlines() if line.strip()]))

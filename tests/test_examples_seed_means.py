@@ -128,3 +128,15 @@ def test_attack_rows_pool_per_attack_and_only_where_every_seed_has_them(tmp_path
     assert seed_means.main([str(p0), str(p1)]) == 0
     out = capsys.readouterr().out
     assert "| under quant4 |" in out and "| m | 2 | 50.0 [" in out.split("| under quant4 |")[1]
+
+
+def test_gzipped_records_read_like_plain_ones(tmp_path, capsys):
+    import gzip
+
+    plain = records(tmp_path, "s0.jsonl", rows("x/m/model", [0.5] * 4, [True] * 4))
+    packed = tmp_path / "s0.jsonl.gz"
+    packed.write_bytes(gzip.compress(Path(plain).read_bytes()))
+    assert seed_means.main([plain]) == 0
+    first = capsys.readouterr().out
+    assert seed_means.main([f"{packed}:m=renamed"]) == 0
+    assert capsys.readouterr().out == first.replace("| m |", "| renamed |")
