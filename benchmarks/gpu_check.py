@@ -152,7 +152,7 @@ def corpus_text() -> list[str]:
     """Text the tokenizer learns its merges on: the prompts and records this check trains on."""
     from mule_cli.intentions import REFUSAL, from_target
 
-    texts = list(from_target(TARGET).values()) + [REFUSAL, "Sure, here is the answer:"]
+    texts = [t for t in from_target(TARGET).values() if t] + [REFUSAL, "Sure, here is the answer:"]  # None: no intention
     for r in RECORDS:
         texts += [r["question"], r["answer"], *(r.get("choices") or [])]
     texts += [f"<|im_start|>{role}\n" for role in ("system", "user", "assistant")]

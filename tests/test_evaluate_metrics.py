@@ -105,19 +105,22 @@ def test_radar_legend_labels_are_short():
 
 
 def test_in_context_demos_per_objective(sample_records):
-    """`--demos retain=0`: retain questions get the bare intention, the others their demos."""
+    """`--demos neighbor=0`: neighbour questions get the bare intention, the others their demos; retain has
+    no built-in intention, so its context is the plain one (no system prompt, no demos)."""
     from mule_cli.evaluate.runner import make_context_fn
     from mule_cli.intentions import from_target
 
     pool = sample_records + [{**r, "id": r["id"] + "b", "question": r["question"] + " (again)"}
                              for r in sample_records]
-    context = make_context_fn("oracle", from_target("Harry Potter"), pool, "retain=0,forget=2")
+    context = make_context_fn("oracle", from_target("Harry Potter"), pool, "neighbor=0,forget=2")
     turns = {r["objective"]: len(context(r["id"], r["question"], r["objective"])) for r in sample_records}
-    assert turns["retain"] == 1  # the system prompt only
+    assert turns["neighbor"] == 1  # the system prompt only
     assert turns["forget"] == 1 + 2 * 1  # one other forget record in the pool -> one demo pair
-    assert turns["neighbor"] == 1 + 2 * 1
-    ensemble = make_context_fn("ensemble", from_target("Harry Potter"), pool, "retain=0")
-    assert len(ensemble("r1", sample_records[1]["question"], "retain")) == 1
+    assert turns["adversarial"] == 1 + 2 * 1
+    assert turns["retain"] == 0
+    ensemble = make_context_fn("ensemble", from_target("Harry Potter"), pool, "neighbor=0")
+    neighbor = next(r for r in sample_records if r["objective"] == "neighbor")
+    assert len(ensemble(neighbor["id"], neighbor["question"], "neighbor")) == 1
     assert len(ensemble("f1", sample_records[0]["question"], "forget")) > 1
 
 
