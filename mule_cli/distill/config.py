@@ -96,7 +96,7 @@ class DistillConfig:
     demos: int | str | dict = 3  # few-shot demos per teacher context: 3, or per objective "retain=0"
     # None = the method's default (DISTILL_DEFAULTS / BASELINE_DEFAULTS)
     amplify: float | str | dict | None = None  # λ for forget/adversarial, or per objective "forget=2,neighbor=1"
-    response: str | None = None  # data | teacher | base | student, or per objective: "retain=base,neighbor=teacher"
+    response: str | None = None  # data | teacher | base, or per objective: "retain=base,neighbor=teacher"
     weights: dict | str | None = None  # "forget=2,retain=0.5"; objectives not named weigh 1
     refusal: str = REFUSAL  # what forget-like demos, SFT and refusal anchors answer (the prompts should say it too)
     refusal_anchors: str | None = None  # "neighbor,retain": copies forced on the refusal, plain teacher (refusal_anchors.py)

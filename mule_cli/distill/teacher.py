@@ -6,8 +6,7 @@ student's context; by default on the forget-like records only), and (b) plain-co
 the reference of NPO.
 
 Teacher output cache: a record's teacher context and response tokens are the same every epoch, so its
-target is computed once and kept: the final-norm
-hidden states at its response positions, with the amplification applied there (h_p + λ(h_p − h_plain):
+target is computed once and kept: the final-norm hidden states at its response positions, with the amplification applied there (h_p + λ(h_p − h_plain):
 the logits are linear in the hidden state), turned into logits through the lm_head at loss time. Keyed by
 the exact token ids; `use_examples` drops the entries no example uses. Computing a
 target runs each context on top of the prefix its group shares (prefix_cache.py), encoded once per run.

@@ -130,8 +130,8 @@ def pool_seeds(seed_files: Sequence[tuple[str, Sequence[dict]]], n: int = 1000, 
     for key in PER_RECORD:
         if base_point[key] is not None:
             out.base[f"{key}_ci"] = interval(base_samples[key])
-    for attack, rows in sorted(base_attacks.items()):
-        point, samples = _summary(rows), resampled(rows, draws)
+    base_under = {attack: (_summary(rows), resampled(rows, draws)) for attack, rows in sorted(base_attacks.items())}
+    for attack, (point, samples) in base_under.items():
         out.base.setdefault("attacks", {})[attack] = {
             **{k: point[k] for k in PER_RECORD}, **{f"{k}_ci": interval(samples[k]) for k in PER_RECORD
                                                     if point[k] is not None}}
@@ -145,10 +145,9 @@ def pool_seeds(seed_files: Sequence[tuple[str, Sequence[dict]]], n: int = 1000, 
             pooled_overall[method] = pooled["overall"]
         row = {"seeds": len(seeds), **metrics}
         attacks = {}
-        for attack in sorted(set.intersection(*(set(a) for a in attack_runs[method])) & set(base_attacks)):
-            attack_base = _summary(base_attacks[attack])
-            attacks[attack], _ = _pooled_metrics([a[attack] for a in attack_runs[method]], draws, picks, attack_base,
-                                                 resampled(base_attacks[attack], draws), PER_RECORD)
+        for attack in sorted(set.intersection(*(set(a) for a in attack_runs[method])) & set(base_under)):
+            attacks[attack], _ = _pooled_metrics([a[attack] for a in attack_runs[method]], draws, picks,
+                                                 *base_under[attack], PER_RECORD)
         if attacks:
             row["attacks"] = attacks
         out.methods[method] = row
