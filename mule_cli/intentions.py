@@ -133,14 +133,21 @@ def parse_demos(value: int | str | dict | None) -> dict[str, int]:
 def pick_demos(records: Sequence[dict], objective: str, exclude_id: str | None, n: int,
                refusal: str = REFUSAL) -> list[tuple[str, str]]:
     """Deterministic demonstrations from the data: other records of the objective (forget-like ones
-    answered with the refusal, after the record's prefill when it has one). Chosen by a stable hash of the excluded id so demos vary per record."""
+    answered with the refusal, after the record's prefill when it has one). One fixed set per objective
+    (every 7th record from the first), the same for every record but the few it contains, which take the
+    next one instead: measured level with demos drawn per record (docs/RESULTS.md, "Defaults"), and a
+    shared set lets the teacher encode the demos once per run with its system prompt (prefix_cache.py)."""
     if n <= 0:
         return []
-    pool = [r for r in records if r["objective"] == objective and r["id"] != exclude_id]
-    if not pool:
-        return []
-    start = sum(map(ord, exclude_id or "")) % len(pool)
-    chosen = [pool[(start + i * 7) % len(pool)] for i in range(min(n, len(pool)))]
+    pool = [r for r in records if r["objective"] == objective]
+    order = [pool[(i * 7) % len(pool)] for i in range(len(pool))] + pool  # every record, even when 7 | len
+    chosen, ids = [], set()
+    for rec in order:
+        if len(chosen) == n:
+            break
+        if rec["id"] != exclude_id and rec["id"] not in ids:
+            ids.add(rec["id"])
+            chosen.append(rec)
     refuse = objective in FORGET_LIKE
     seen, out = set(), []
     for rec in chosen:

@@ -133,3 +133,32 @@ def test_prefixed_targets_on_the_default_model(default_model, tokenizer):
     batch = collate(examples, tokenizer.pad_token_id)
     valid = batch.student.valid
     torch.testing.assert_close(prefixed.logits(batch)[valid], plain.logits(batch)[valid], atol=1e-4, rtol=1e-4)
+
+
+def test_the_prefix_most_contexts_share_is_chosen_when_it_saves_more():
+    """Fixed demos: every context but the one whose record is a demo shares system turn + demos."""
+    from mule_cli.distill.prefix_cache import best_prefix
+
+    system, demos = (1, 2, 3), (4, 5, 6, 7)
+    heads = [system + demos + (9, q) for q in range(5)] + [system + (8, 5, 6, 7, 9)]
+    assert best_prefix(heads) == system + demos + (9,)
+    assert best_prefix([system + (4,), system + (5,)]) == system  # no majority: what all share
+    assert best_prefix([(1, 2), (3, 4)]) == () and best_prefix([]) == ()
+
+
+def test_fixed_demos_share_one_prefix_and_targets_stay_exact(tokenizer):
+    """With one demo set per objective the declared prefix covers the demos too; the record that is
+    itself a demo (other demos) runs whole, and every target equals the uncached teacher's."""
+    base = records("f1")[0]
+    recs = [{**base, "id": f"f{i}", "question": f"{base['question']} ({i})"} for i in range(5)] + records("r1")
+    model = make_tiny_llama(len(tokenizer))
+    prefixed, plain = Teacher(model, AMPLIFY), Teacher(model, AMPLIFY, cache=False)
+    examples = _examples(tokenizer, recs, demos=2)
+    prefixed.use_examples(examples)
+    forget = [e.teacher_ids for e in examples if e.objective == "forget"]
+    prefix = prefixed.prefixes.prefixes[("teacher", "forget", False)]
+    assert len(prefix) > common_prefix_length(forget)  # longer than what all five share
+    assert sum(1 for s in forget if tuple(s[:len(prefix)]) == prefix) >= 3
+    batch = collate(examples, tokenizer.pad_token_id)
+    valid = batch.student.valid
+    torch.testing.assert_close(prefixed.logits(batch)[valid], plain.logits(batch)[valid], atol=1e-4, rtol=1e-4)

@@ -35,6 +35,26 @@ def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
     return n
 
 
+def best_prefix(heads: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    """The prefix that saves the most tokens: the one every head shares, or the longest one a majority
+    shares when that saves more (the demos every record of an objective sees but the few it contains,
+    which then run whole). Sorted heads: a run of neighbours shares the prefix its ends share."""
+    if not heads:
+        return ()
+    ranked = sorted(heads)
+    best = ranked[0][:common_prefix_length(ranked)]
+    saved = len(best) * len(ranked)
+    m = len(ranked) // 2 + 1
+    for i in range(len(ranked) - m + 1):
+        n = common_prefix_length([ranked[i], ranked[i + m - 1]])
+        if n * m <= saved:
+            continue
+        count = sum(1 for h in ranked if h[:n] == ranked[i][:n])
+        if n * count > saved:
+            best, saved = ranked[i][:n], n * count
+    return best
+
+
 class PrefixCache:
     """Shared-prefix keys/values per group, and the decoder's final hidden states computed on top of them.
 
@@ -64,9 +84,9 @@ class PrefixCache:
         return "position_ids" in params and ("cache" in params or "past_key_values" in params)
 
     def share(self, group: Hashable, seqs: Sequence[Sequence[int]], keep: Sequence[int]) -> None:
-        n = min([common_prefix_length(seqs)] + [len(s) - k for s, k in zip(seqs, keep)])
-        if n >= self.min_prefix:
-            self.prefixes[group] = tuple(seqs[0][:n])
+        prefix = best_prefix([tuple(s[:len(s) - k]) for s, k in zip(seqs, keep)])
+        if len(prefix) >= self.min_prefix:
+            self.prefixes[group] = prefix
         else:
             self.prefixes.pop(group, None)
 
