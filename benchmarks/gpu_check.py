@@ -598,22 +598,36 @@ def _run_distill(ctx, out: Path) -> dict:
     from mule_cli.distill import distill
     from mule_cli.models import load_model
 
+    import mule_cli.distill.train as train
+    import mule_cli.kernels.chunked as chunked
+
     model_dir, data = _prepare_distill(ctx)
     seen = []
-    real = kernels.topk_union_smooth_l1_loss
+    # Two ways into the kernel: logits (kernels.topk_union_smooth_l1_loss) and, for `ours` from
+    # CHUNKED_MIN_VOCAB on (V = 128,256 here), lm_head chunks (kernels.chunked's op). The dry run
+    # lowers that threshold to its small V, so it takes the GPU's path.
+    real_loss, real_op = kernels.topk_union_smooth_l1_loss, chunked.topk_union_smooth_l1
+    real_min_vocab = train.CHUNKED_MIN_VOCAB
 
-    def spy(student, teacher, **kw):
-        seen.append((student.device.type, student.dtype, teacher.dtype))
-        return real(student, teacher, **kw)
+    def spy_loss(student, teacher, **kw):
+        seen.append(("logits", student.device.type, student.dtype, teacher.dtype))
+        return real_loss(student, teacher, **kw)
 
-    kernels.topk_union_smooth_l1_loss = spy
+    def spy_op(student, teacher, *args):
+        seen.append(("chunked", student.device.type, student.dtype, teacher.dtype))
+        return real_op(student, teacher, *args)
+
+    kernels.topk_union_smooth_l1_loss, chunked.topk_union_smooth_l1 = spy_loss, spy_op
+    if ctx.dry_run:
+        train.CHUNKED_MIN_VOCAB = min(real_min_vocab, ctx.vocab)
     if out.exists():
         shutil.rmtree(out)
     t0 = time.perf_counter()
     try:
         summary = distill(_distill_config(ctx, model_dir, data, out))
     finally:
-        kernels.topk_union_smooth_l1_loss = real
+        kernels.topk_union_smooth_l1_loss, chunked.topk_union_smooth_l1 = real_loss, real_op
+        train.CHUNKED_MIN_VOCAB = real_min_vocab
     seconds = time.perf_counter() - t0
     rows = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines() if x.strip()]
     for r in rows:
@@ -626,11 +640,15 @@ def _run_distill(ctx, out: Path) -> dict:
         problems.append("a step had a non-finite loss or gradient")
     if not seen:
         problems.append("the top-K loss was never called")
-    kinds = sorted({(d, str(sd).replace("torch.", ""), str(td).replace("torch.", "")) for d, sd, td in seen})
+    kinds = sorted({(way, d, str(sd).replace("torch.", ""), str(td).replace("torch.", ""))
+                    for way, d, sd, td in seen})
     dev_type = torch.device(ctx.device).type
-    if any(d != dev_type or sd != torch.bfloat16 for d, sd, _ in seen):
+    if any(d != dev_type or sd != torch.bfloat16 for _, d, sd, _ in seen):
         problems.append(f"the loss got {kinds} logits, wanted bfloat16 on {dev_type}")
-    say(f"    top-K loss calls: {len(seen)}, (device, student, teacher) dtypes: {kinds}")
+    if ctx.vocab >= real_min_vocab or ctx.dry_run:
+        if any(way != "chunked" for way, *_ in seen):
+            problems.append(f"`ours` at V={ctx.vocab:,} should take the chunked path, got {kinds}")
+    say(f"    top-K loss calls: {len(seen)}, (path, device, student, teacher dtypes): {kinds}")
     run = json.loads((out / "run.json").read_text())
     # the saved model loads (mule's own loader: model + tokenizer) and gives finite logits
     t1 = time.perf_counter()
