@@ -9,6 +9,7 @@
 //    Hence launches must not overlap (call launch() from one host thread).
 //  - Warp intrinsics (__shfl*_sync, __ballot_sync, __any/__all_sync, __syncwarp) exchange values
 //    through a per-warp buffer and barrier; only full-warp masks are modelled (else abort).
+//  - 16-byte vector loads (__ldg of uint4) abort on a misaligned address, as a GPU faults.
 //  - Atomics are std::atomic_ref; __half/__nv_bfloat16 are 16-bit structs with the bit-exact
 //    conversions (float -> 16 bit rounds to nearest even, NaN -> the CUDA canonical 0x7fff).
 // Anything not modelled (dynamic shared memory, partial masks) aborts with a message instead of
@@ -41,6 +42,9 @@
 // ---------------------------------------------------------------- built-in variables and types
 struct uint3 {
   unsigned x = 0, y = 0, z = 0;
+};
+struct alignas(16) uint4 {
+  unsigned x = 0, y = 0, z = 0, w = 0;
 };
 struct dim3 {
   unsigned x, y, z;
@@ -222,6 +226,16 @@ template <typename T> T atomicMin(T* p, std::type_identity_t<T> v) {
   T old = a.load();
   while (v < old && !a.compare_exchange_weak(old, v)) {}
   return old;
+}
+
+// ---------------------------------------------------------------- loads
+// __ldg of a 16-byte vector: a GPU faults ("misaligned address") unless p is 16-byte aligned, so the
+// shim aborts there too; the bytes are copied (the buffer may hold any element type).
+inline uint4 __ldg(const uint4* p) {
+  if (reinterpret_cast<uintptr_t>(p) % 16 != 0) mule_shim::fail("__ldg(const uint4*): address not 16-byte aligned");
+  uint4 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
 }
 
 // ---------------------------------------------------------------- bit casts

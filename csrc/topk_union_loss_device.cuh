@@ -12,10 +12,12 @@
 //     K-th largest of those 256 maxima is a lower bound for the row's K-th largest key, because K
 //     distinct elements reach it. (K <= 256; keys are (ordered value bits << 32 | ~index), so larger
 //     key = larger value, then LOWER index: exactly the tie-break of SPEC §4.)
-//  2. One coalesced pass over the row appends every key >= bound to a shared-memory buffer (a few
-//     times K entries on real logits) and flags NaN/±inf.
+//  2. One coalesced pass over the row (16-byte loads, several in flight: scan_row) appends every key
+//     >= bound to a shared-memory buffer (a few times K entries on real logits) and flags NaN/±inf.
 //  3. Bitonic sort of the buffer in shared memory; the first K keys are the top-K.
-//     If the buffer overflows (pathological ties), an exact slow path takes K rounds of block max.
+//     If the buffer overflows (large K), the K-th largest of the threads' largest candidates is a
+//     tighter bound and one more pass collects again; if that overflows too (the top values sit in
+//     fewer than K threads' shares of the row), an exact slow path takes K rounds of block max.
 // Then the union, the Smooth-L1 terms and the gradient coefficients are formed in shared memory and
 // the row loss is summed by one thread in index order (deterministic). Arithmetic is fp32 for
 // float, __half and __nv_bfloat16 inputs (student and teacher may differ: see topk_union_loss.h).
@@ -39,6 +41,7 @@ constexpr int kThreads = 256;
 constexpr int kMaxK = 256;
 constexpr int kCap = 4096;        // candidate keys per block (32 KiB)
 constexpr int kSampleItems = 32;  // prefix elements per thread for the bound
+constexpr int kUnroll = 4;        // 16-byte loads in flight per thread (scan_row)
 
 typedef unsigned long long u64;
 
@@ -70,11 +73,61 @@ __device__ __forceinline__ uint32_t ordered(float f) {
   if ((u & 0x7fffffffu) == 0u) u = 0u;
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
-__device__ __forceinline__ u64 make_key(float v, int64_t i) {
-  return (static_cast<u64>(ordered(v)) << 32) | static_cast<u64>(~static_cast<uint32_t>(i));
+__device__ __forceinline__ u64 key_from(uint32_t ordered_value, int64_t i) {
+  return (static_cast<u64>(ordered_value) << 32) | static_cast<u64>(~static_cast<uint32_t>(i));
 }
+__device__ __forceinline__ u64 make_key(float v, int64_t i) { return key_from(ordered(v), i); }
 __device__ __forceinline__ uint32_t key_index(u64 key) { return ~static_cast<uint32_t>(key & 0xffffffffull); }
 __device__ __forceinline__ u64 umax(u64 a, u64 b) { return a > b ? a : b; }
+
+// Element e of 16 bytes of T loaded as a uint4 (little-endian: the lower half of a word comes first), as
+// float. e is a compile-time constant after unrolling, so the word is picked without local memory.
+__device__ __forceinline__ uint32_t word_of(const uint4& v, int w) { return w == 0 ? v.x : w == 1 ? v.y : w == 2 ? v.z : v.w; }
+template <typename T> __device__ __forceinline__ float unpack(const uint4& v, int e);
+template <> __device__ __forceinline__ float unpack<float>(const uint4& v, int e) { return __uint_as_float(word_of(v, e)); }
+template <> __device__ __forceinline__ float unpack<__nv_bfloat16>(const uint4& v, int e) {
+  const uint32_t w = word_of(v, e >> 1);
+  return __uint_as_float((e & 1) ? (w & 0xffff0000u) : (w << 16));  // exactly __bfloat162float
+}
+template <> __device__ __forceinline__ float unpack<__half>(const uint4& v, int e) {
+  const uint32_t w = word_of(v, e >> 1);
+  return __half2float(__ushort_as_half(static_cast<unsigned short>((e & 1) ? (w >> 16) : (w & 0xffffu))));
+}
+
+// Calls visit(i, x[i] as float) once for every i in [0, n), spread over the block's threads (in no
+// defined order). Why this shape: the loss is bound by how fast rows stream from memory, and one
+// 2-byte load per thread at a time leaves the memory system idle. So the body is read as 16-byte
+// vectors, kUnroll of them in flight per thread, consecutive threads on consecutive vectors
+// (coalesced); the few elements before the first 16-byte boundary and after the last vector are
+// read one by one.
+template <typename T, typename Visit>
+__device__ __forceinline__ void scan_row(const T* __restrict__ x, int64_t n, Visit&& visit) {
+  constexpr int kPerVec = 16 / sizeof(T);
+  const int tid = threadIdx.x;
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(x);
+  int64_t head = addr % sizeof(T) != 0 ? n : static_cast<int64_t>(((16u - addr % 16u) % 16u) / sizeof(T));
+  if (head > n) head = n;
+  if (tid < head) visit(int64_t(tid), to_float(x[tid]));
+  const int64_t nvec = (n - head) / kPerVec;
+  const uint4* vec = reinterpret_cast<const uint4*>(x + head);
+  for (int64_t base = 0; base < nvec; base += int64_t(kThreads) * kUnroll) {
+    uint4 v[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t j = base + u * kThreads + tid;
+      v[u] = j < nvec ? __ldg(vec + j) : uint4{};
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t j = base + u * kThreads + tid;
+      if (j < nvec) {
+#pragma unroll
+        for (int e = 0; e < kPerVec; ++e) visit(head + j * kPerVec + e, unpack<T>(v[u], e));
+      }
+    }
+  }
+  for (int64_t i = head + nvec * kPerVec + tid; i < n; i += kThreads) visit(i, to_float(x[i]));
+}
 
 // Descending bitonic sort of arr[0..n), n a power of two; callers sync before, it syncs after.
 __device__ void bitonic_sort_desc(u64* arr, int n) {
@@ -117,10 +170,9 @@ __device__ bool select_topk(const T* __restrict__ x, int64_t V, int K, uint32_t*
   const int tid = threadIdx.x;
   const int64_t prefix = V < int64_t(kThreads) * kSampleItems ? V : int64_t(kThreads) * kSampleItems;
   u64 m = 0;
-  for (int64_t i = tid; i < prefix; i += kThreads) {
-    const float v = to_float(x[i]);
+  scan_row(x, prefix, [&](int64_t i, float v) {
     if (!nonfinite(v)) m = umax(m, make_key(v, i));
-  }
+  });
   sm.tmax[tid] = m;
   __syncthreads();
   bitonic_sort_desc(sm.tmax, kThreads);
@@ -131,20 +183,46 @@ __device__ bool select_topk(const T* __restrict__ x, int64_t V, int K, uint32_t*
   }
   __syncthreads();
 
+  // Appends every key >= b to sm.cand (sm.count counts all, also past kCap); keeps this thread's
+  // largest appended key in cand_max and flags NaN/±inf in bad.
   int bad = 0;
-  for (int64_t i = tid; i < V; i += kThreads) {
-    const float v = to_float(x[i]);
-    bad |= nonfinite(v);
-    const u64 key = make_key(v, i);
-    if (key >= bound) {
-      const int pos = atomicAdd(&sm.count, 1);
-      if (pos < kCap) sm.cand[pos] = key;
-    }
-  }
+  u64 cand_max = 0;
+  auto collect = [&](u64 b) {
+    const uint32_t b_value = static_cast<uint32_t>(b >> 32);
+    scan_row(x, V, [&](int64_t i, float v) {
+      bad |= nonfinite(v);
+      const uint32_t o = ordered(v);
+      if (o >= b_value) {  // most elements stop here, before a 64-bit key is built
+        const u64 key = key_from(o, i);
+        if (key >= b) {
+          cand_max = umax(cand_max, key);
+          const int pos = atomicAdd(&sm.count, 1);
+          if (pos < kCap) sm.cand[pos] = key;
+        }
+      }
+    });
+  };
+  collect(bound);
   if (bad) atomicOr(&sm.bad, 1);
   __syncthreads();
-  const int count = sm.count;
+  int count = sm.count;
   if (sm.bad) return false;
+  if (count > kCap) {
+    // Overflow (large K, or a prefix unlike the rest of the row): the K-th largest of the threads'
+    // largest candidates is a tighter bound (K distinct elements reach it), found over the WHOLE row;
+    // one more pass with it. Deterministic: each thread's share of the row is fixed.
+    sm.tmax[tid] = cand_max;
+    __syncthreads();
+    bitonic_sort_desc(sm.tmax, kThreads);
+    const u64 tight = sm.tmax[K - 1];
+    if (tight > bound) {
+      if (tid == 0) sm.count = 0;
+      __syncthreads();
+      collect(tight);
+      __syncthreads();
+      count = sm.count;
+    }
+  }
 
   if (count <= kCap) {  // the usual case: a few K candidates
     int n = 1;
@@ -153,7 +231,8 @@ __device__ bool select_topk(const T* __restrict__ x, int64_t V, int K, uint32_t*
     __syncthreads();
     bitonic_sort_desc(sm.cand, n);
     for (int i = tid; i < K; i += kThreads) out[i] = key_index(sm.cand[i]);
-  } else {  // exact slow path for pathological ties: K rounds of "largest key below the previous one"
+  } else {  // exact slow path (the top values sit in fewer than K threads' shares): K rounds of
+            // "largest key below the previous one"
     u64 prev = ~0ull;
     for (int r = 0; r < K; ++r) {
       u64 best = 0;

@@ -6,9 +6,11 @@ std::thread per CUDA thread, std::barrier for __syncthreads, per-warp exchange f
 std::atomic_ref atomics, bit-exact __half/__nv_bfloat16) into tests/cuda_logic_driver.cpp, and driven
 through the production launcher's argument checks and dtype dispatch. Each row's union U (as a set,
 exactly), its loss and its sparse gradient are compared with the reference (`reference_loss` and its
-tie rule `selected_set`) on random, tie-heavy, ±0, NaN/±inf, masked, padded-stride, ascending and
-constant rows; V from 1 to 20,000; K in {1, 2, 3, 20, 64, 128, 256} and K = V; fp32, bf16, fp16 and
-the mixed half-student/fp32-teacher pairs. What it does not show: speed, occupancy, or behaviour that
+tie rule `selected_set`) on random, tie-heavy, ±0, NaN/±inf, masked, padded-stride, ascending,
+constant and striped rows (the top values in half the threads' shares: candidate overflow); V from 1
+to 40,000; K in {1, 2, 3, 20, 64, 128, 256} and K = V; fp32, bf16, fp16 and the mixed
+half-student/fp32-teacher pairs. Row starts fall at many alignments, so 16-byte loads meet heads and tails
+(the shim aborts on a misaligned vector load, as a GPU faults). What it does not show: speed, occupancy, or behaviour that
 depends on the GPU's memory model or warp scheduling beyond what real threads reproduce.
 
 Budget: `make test` runs a fixed sample of the grid (about 200 rows, about half a minute on 2 busy
@@ -21,20 +23,22 @@ values come out right (the sample takes 7 minutes here and is clean; mutant (b')
 as a data race at the read of sm.dup).
 
 The test catches broken device code. Shown on mutated copies of the device header (MUTATIONS below;
-MULE_CUDA_LOGIC_MUTANTS=1 rebuilds and reruns them on the random/ties/zeros/ascending cases of the
-sample and asserts each is caught); observed on this machine:
+MULE_CUDA_LOGIC_MUTANTS=1 rebuilds and reruns them on the random/ties/zeros/ascending/striped cases
+of the sample and asserts each is caught; a case that deadlocks fails after 120 s); observed on this
+machine (2026-12-04, with 16-byte loads and the tightened bound):
   (a) tie-break flipped — make_key/key_index keep the index instead of its complement, so the HIGHER
-      index wins ties: 11 of 25 cases fail, every one with ties at the K-th value (ties, zeros, bf16/f16
+      index wins ties: 12 of 27 cases fail, every one with ties at the K-th value (ties, zeros, bf16/f16
       ascending), e.g. "ties-V5-K2-bf16/f32-5rows row 0: union differs (|U|=3); missing [0], extra
       [4]"; the tie-free float32 cases pass, as they should.
-  (b) the __syncthreads between the stages of bitonic_sort_desc removed: 22-23 of 25 cases fail (a
-      race: the count varies by run), e.g.
+  (b) the __syncthreads between the stages of bitonic_sort_desc removed: 25 of 27 cases fail (a
+      race: the count varies by run; earlier 22-23 of 25), e.g.
       "ties-V3-K3-f32/f32-5rows row 0: union differs (|U|=3); missing [2], extra [], kernel order
       [0, 0, 1]" (a duplicate key from overlapping stages), several with a crash (driver exit -11).
-  (b') the __syncthreads between the union's duplicate flags and their use removed: 23 of 25 fail,
+  (b') the __syncthreads between the union's duplicate flags and their use removed: 23 of 27 fail,
       e.g. "random-V2-K2-bf16/f32-5rows row 0: union differs (|U|=2); missing [1]" (stale flags).
-  The fourth mutant (warp reduction over 8 lanes instead of 16) fails exactly the two slow-path cases:
-  evidence that the sample reaches the exact slow path and the shuffle emulation.
+  The fourth mutant (warp reduction over 8 lanes instead of 16) fails exactly one case, the striped
+  K = 256 row, the only one whose tightened bound overflows too: evidence that the sample reaches the
+  exact slow path and the shuffle emulation (the ascending rows now end at the tightened bound).
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ DEVICE_HEADER = "topk_union_loss_device.cuh"
 HEADERS = ("cuda_host_shim.h", DEVICE_HEADER, "topk_union_loss.h")
 CODE = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 RUN_TIMEOUT_S = 900  # a divergent __syncthreads deadlocks the barrier: fail instead of hanging
+MUTANT_TIMEOUT_S = 120  # a mutant's race can make threads disagree on a branch around a barrier
 
 
 # ---------------------------------------------------------------- building the driver
@@ -118,7 +123,7 @@ def driver() -> Path:
 # ---------------------------------------------------------------- cases
 @dataclass(frozen=True)
 class Case:
-    kind: str  # random ties zeros nonfinite masked padded ascending constant
+    kind: str  # random ties zeros nonfinite masked padded ascending constant striped
     V: int
     K: int
     s_dtype: torch.dtype
@@ -139,7 +144,8 @@ PAIRS = ((torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16), (torc
 VS = (1, 2, 3, 5, 31, 256, 257, 1000, 4097, 8193, 12000, 20000)
 KS = (1, 2, 3, 20, 64, 128, 256)
 # (V, K) of the sample `make test` runs: every V and K above, K = V and the sizes around powers of two;
-# the slow path (ascending rows with V + K > 12,288 overflow the candidate buffer) is in the extras.
+# the overflow paths (ascending and striped rows overflow the candidate buffer: the tightened bound, and for
+# striped K = 256 the exact slow path) are in the extras.
 SAMPLE_VK = ((1, 1), (2, 2), (3, 1), (3, 3), (5, 2), (31, 20), (31, 31), (256, 256), (257, 128), (257, 64),
              (1000, 20), (1000, 3), (4097, 256), (8193, 20), (12000, 64), (20000, 20), (20000, 1), (20000, 2),
              (300, 256), (2000, 128))
@@ -158,8 +164,10 @@ def sample_cases() -> list[Case]:
             V, K = SAMPLE_VK[(3 * i + 7 * j) % len(SAMPLE_VK)]
             cases.append(Case(kind, V, K, sd, td, rows_for(V)))
     cases += [
-        Case("ascending", 20000, 20, torch.float32, torch.float32, 1),  # slow path, ties-free
-        Case("ascending", 20000, 256, torch.bfloat16, torch.bfloat16, 1),  # slow path at K = 256, bf16 ties
+        Case("ascending", 20000, 20, torch.float32, torch.float32, 1),  # overflow, tightened bound, ties-free
+        Case("ascending", 20000, 256, torch.bfloat16, torch.bfloat16, 1),  # overflow at K = 256, bf16 ties
+        Case("striped", 40000, 20, torch.float32, torch.float32, 1),  # overflow, tightened bound
+        Case("striped", 40000, 256, torch.bfloat16, torch.bfloat16, 1),  # tightened bound overflows: slow path
         Case("ties", 20000, 128, torch.float16, torch.float16, 1),
         Case("masked", 700, 20, torch.float32, torch.float32, 9, grid=3),  # 3 blocks stride over 9 rows
         Case("nonfinite", 300, 64, torch.bfloat16, torch.float32, 8, grid=2),
@@ -209,6 +217,13 @@ def make_values(case: Case, seed: int) -> tuple[torch.Tensor, torch.Tensor, torc
         t[~valid, V // 2] = float("inf")
     elif case.kind == "ascending":  # the prefix bound is low: for V + K > 12,288 the buffer overflows
         s = torch.arange(V, dtype=torch.float64).expand(rows, V) + torch.arange(rows).unsqueeze(1)
+    elif case.kind == "striped":  # the top values sit in the shares of threads 0-127 (16-byte vectors,
+        # thread = vector % 256): the prefix bound and the tightened bound both overflow for K = 256
+        per_vec = 16 // torch.empty((), dtype=case.s_dtype).element_size()
+        i = torch.arange(V)
+        high = (i // per_vec) % 256 < 128
+        s = torch.where(high, 50 + i.double() * 10 / V, s)
+        t = torch.where(high, 50 + (V - i).double() * 10 / V, t)
     elif case.kind == "constant":
         s = torch.full((rows, V), 1.5, dtype=torch.float64)
         t = torch.full((rows, V), -2.0, dtype=torch.float64)
@@ -231,7 +246,8 @@ def layout(x: torch.Tensor, B: int, T: int, padded: bool) -> tuple[torch.Tensor,
     return buf, sb, st
 
 
-def run_driver(exe: Path, tmp: Path, case: Case, s, t, valid, k=None, s_code=None, t_code=None):
+def run_driver(exe: Path, tmp: Path, case: Case, s, t, valid, k=None, s_code=None, t_code=None,
+               timeout=RUN_TIMEOUT_S):
     """Runs the kernel through the driver; returns (returncode, stderr, row_loss, idx, val)."""
     k = case.K if k is None else k
     rows, V = s.shape
@@ -251,7 +267,7 @@ def run_driver(exe: Path, tmp: Path, case: Case, s, t, valid, k=None, s_code=Non
     cmd = [str(exe), "topk", str(CODE[s.dtype] if s_code is None else s_code),
            str(CODE[t.dtype] if t_code is None else t_code), str(B), str(T), str(V), str(k), repr(case.beta),
            str(case.grid), *args, valid_arg, str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=DRIVER_ENV)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=DRIVER_ENV)
     if proc.returncode != 0:
         return proc.returncode, proc.stderr, None, None, None
     raw = out.read_bytes()
@@ -264,10 +280,13 @@ def run_driver(exe: Path, tmp: Path, case: Case, s, t, valid, k=None, s_code=Non
 
 
 # ---------------------------------------------------------------- the comparison
-def check_case(exe: Path, tmp: Path, case: Case, seed: int = 0) -> None:
+def check_case(exe: Path, tmp: Path, case: Case, seed: int = 0, timeout: float = RUN_TIMEOUT_S) -> None:
     """Raises AssertionError naming the case and the first row where the kernel and reference differ."""
     s, t, valid = make_values(case, seed)
-    rc, err, loss, idx, val = run_driver(exe, tmp, case, s, t, valid)
+    try:
+        rc, err, loss, idx, val = run_driver(exe, tmp, case, s, t, valid, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{case}: no result in {timeout} s (a deadlocked __syncthreads?)") from None
     assert rc == 0, f"{case}: driver exit {rc}: {err[-2000:]}"
     for r in range(case.rows):
         where = f"{case} row {r}"
@@ -368,7 +387,7 @@ MUTATIONS = {
     # not a plausible bug: proves the slow path (block_max, the warp shuffles) runs in the sample
     "shuffle_reduction_halved": [("for (int off = 16; off > 0;", "for (int off = 8; off > 0;")],
 }
-MUTANT_CASES = [c for c in sample_cases() if c.kind in ("random", "ties", "zeros", "ascending")]
+MUTANT_CASES = [c for c in sample_cases() if c.kind in ("random", "ties", "zeros", "ascending", "striped")]
 
 
 def mutate(source: str, name: str) -> str:
@@ -385,7 +404,7 @@ def test_mutants_are_caught(tmp_path, name):
     failures = []
     for case in MUTANT_CASES:
         try:
-            check_case(exe, tmp_path, case, seed=zlib.crc32(str(case).encode()))
+            check_case(exe, tmp_path, case, seed=zlib.crc32(str(case).encode()), timeout=MUTANT_TIMEOUT_S)
         except AssertionError as exc:
             failures.append(str(exc).splitlines()[0][:300])
     print(f"{name}: {len(failures)}/{len(MUTANT_CASES)} cases failed", *failures, sep="\n  ")
