@@ -4,7 +4,8 @@
 A step = teacher targets (intention prompt + demos in context, amplified forget=2,adversarial=2,neighbor=2
 as in make demo) + student forward at the response positions + the `ours` loss per objective + backward +
 AdamW update, on a fixed batch of records drawn from examples/harry_potter (all four objectives mixed; each
-teacher context's demos drawn from the whole pool, as in a real run). Variants (JSON `variant`):
+teacher context's demos picked from the whole pool as in a real run: one fixed set per objective).
+Variants (JSON `variant`):
   a              the path before the teacher caches: the teacher runs its whole contexts every step,
                  full [B, R, V] logits
   reference      a, with the pure-PyTorch loss instead of the fused kernel
@@ -120,7 +121,8 @@ def child(args) -> dict:
     spec = spec_for(cfg)
     batch_records, all_records = _records(args.batch_size)
     prompts = build_intentions(target="Harry Potter")  # the built-in templates, as `mule distill` uses
-    # demos come from the whole pool, and the prefixes are declared over it, as in a real run
+    # demos come from the whole pool (one fixed set per objective), and the prefixes are declared over
+    # it, as in a real run
     pool = build_examples(all_records, tok, method="ours", prompts=prompts, n_demos=args.demos)
     by_id = {e.id: e for e in pool}
     examples = [by_id[r["id"]] for r in batch_records]
