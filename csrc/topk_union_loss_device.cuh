@@ -82,9 +82,13 @@ __device__ __forceinline__ u64 umax(u64 a, u64 b) { return a > b ? a : b; }
 
 // Element e of 16 bytes of T loaded as a uint4 (little-endian: the lower half of a word comes first), as
 // float. e is a compile-time constant after unrolling, so the word is picked without local memory.
-__device__ __forceinline__ uint32_t word_of(const uint4& v, int w) { return w == 0 ? v.x : w == 1 ? v.y : w == 2 ? v.z : v.w; }
+__device__ __forceinline__ uint32_t word_of(const uint4& v, int w) {
+  return w == 0 ? v.x : w == 1 ? v.y : w == 2 ? v.z : v.w;
+}
 template <typename T> __device__ __forceinline__ float unpack(const uint4& v, int e);
-template <> __device__ __forceinline__ float unpack<float>(const uint4& v, int e) { return __uint_as_float(word_of(v, e)); }
+template <> __device__ __forceinline__ float unpack<float>(const uint4& v, int e) {
+  return __uint_as_float(word_of(v, e));
+}
 template <> __device__ __forceinline__ float unpack<__nv_bfloat16>(const uint4& v, int e) {
   const uint32_t w = word_of(v, e >> 1);
   return __uint_as_float((e & 1) ? (w & 0xffff0000u) : (w << 16));  // exactly __bfloat162float
@@ -107,7 +111,7 @@ __device__ __forceinline__ void scan_row(const T* __restrict__ x, int64_t n, Vis
   const uintptr_t addr = reinterpret_cast<uintptr_t>(x);
   int64_t head = addr % sizeof(T) != 0 ? n : static_cast<int64_t>(((16u - addr % 16u) % 16u) / sizeof(T));
   if (head > n) head = n;
-  if (tid < head) visit(int64_t(tid), to_float(x[tid]));
+  for (int64_t i = tid; i < head; i += kThreads) visit(i, to_float(x[i]));  // one pass unless x is not T-aligned
   const int64_t nvec = (n - head) / kPerVec;
   const uint4* vec = reinterpret_cast<const uint4*>(x + head);
   for (int64_t base = 0; base < nvec; base += int64_t(kThreads) * kUnroll) {
