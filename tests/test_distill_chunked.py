@@ -59,8 +59,10 @@ def test_a_128k_vocabulary_trains_from_hidden_states_to_the_logits_paths_weights
     logits, n_logits = _run(model_dir, data, tmp_path / "logits", monkeypatch, loss_impl="reference",
                             amplify="forget=2,neighbor=1", **extra)
     assert n_chunked > 0 and n_logits == 0
+    # atol: a tenth of one AdamW step (lr 1e-3), so any element moved the wrong way still fails; 1e-5 was
+    # exceeded by 1 of 4.1M elements (1.8e-5) on an AMD EPYC, where BLAS sums in another order than on Xeon
     for key in chunked:
-        torch.testing.assert_close(chunked[key], logits[key], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(chunked[key], logits[key], atol=1e-4, rtol=1e-4)
 
 
 def test_the_default_vocabulary_keeps_the_logits_path(tiny_model_dir, tmp_path, monkeypatch):

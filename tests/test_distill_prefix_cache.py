@@ -125,14 +125,16 @@ def test_no_prefix_cache_for_sliding_window_models(tokenizer):
 
 @pytest.mark.model
 def test_prefixed_targets_on_the_default_model(default_model, tokenizer):
+    """The real model and chat template, with 3 demonstrations per context as training uses. Within 5e-4 on
+    logits of magnitude ~20: the split attention sums in another order, and BLAS kernels differ by CPU (1.7e-4
+    measured on an AMD EPYC, under 1e-4 on the Xeon of earlier runs; the tiny-model tests above hold 1e-4)."""
     model, _ = default_model
-    """The real model and chat template, with 3 demonstrations per context as training uses."""
     prefixed, plain = Teacher(model, AMPLIFY), Teacher(model, AMPLIFY, cache=False)
     examples = _examples(tokenizer, demos=3)
     prefixed.use_examples(examples)
     batch = collate(examples, tokenizer.pad_token_id)
     valid = batch.student.valid
-    torch.testing.assert_close(prefixed.logits(batch)[valid], plain.logits(batch)[valid], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(prefixed.logits(batch)[valid], plain.logits(batch)[valid], atol=5e-4, rtol=1e-4)
 
 
 def test_the_prefix_most_contexts_share_is_chosen_when_it_saves_more():
