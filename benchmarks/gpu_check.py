@@ -608,6 +608,7 @@ def _run_distill(ctx, out: Path) -> dict:
     # lowers that threshold to its small V, so it takes the GPU's path.
     real_loss, real_op = kernels.topk_union_smooth_l1_loss, chunked.topk_union_smooth_l1
     real_min_vocab = train.CHUNKED_MIN_VOCAB
+    chunked_from = min(real_min_vocab, ctx.vocab) if ctx.dry_run else real_min_vocab
 
     def spy_loss(student, teacher, **kw):
         seen.append(("logits", student.device.type, student.dtype, teacher.dtype))
@@ -618,8 +619,7 @@ def _run_distill(ctx, out: Path) -> dict:
         return real_op(student, teacher, *args)
 
     kernels.topk_union_smooth_l1_loss, chunked.topk_union_smooth_l1 = spy_loss, spy_op
-    if ctx.dry_run:
-        train.CHUNKED_MIN_VOCAB = min(real_min_vocab, ctx.vocab)
+    train.CHUNKED_MIN_VOCAB = chunked_from
     if out.exists():
         shutil.rmtree(out)
     t0 = time.perf_counter()
@@ -645,9 +645,8 @@ def _run_distill(ctx, out: Path) -> dict:
     dev_type = torch.device(ctx.device).type
     if any(d != dev_type or sd != torch.bfloat16 for _, d, sd, _ in seen):
         problems.append(f"the loss got {kinds} logits, wanted bfloat16 on {dev_type}")
-    if ctx.vocab >= real_min_vocab or ctx.dry_run:
-        if any(way != "chunked" for way, *_ in seen):
-            problems.append(f"`ours` at V={ctx.vocab:,} should take the chunked path, got {kinds}")
+    if ctx.vocab >= chunked_from and any(way != "chunked" for way, *_ in seen):
+        problems.append(f"`ours` at V={ctx.vocab:,} should take the chunked path, got {kinds}")
     say(f"    top-K loss calls: {len(seen)}, (path, device, student, teacher dtypes): {kinds}")
     run = json.loads((out / "run.json").read_text())
     # the saved model loads (mule's own loader: model + tokenizer) and gives finite logits

@@ -9,9 +9,10 @@ exactly), its loss and its sparse gradient are compared with the reference (`ref
 tie rule `selected_set`) on random, tie-heavy, ±0, NaN/±inf, masked, padded-stride, ascending,
 constant and striped rows (the top values in half the threads' shares: candidate overflow); V from 1
 to 40,000; K in {1, 2, 3, 20, 64, 128, 256} and K = V; fp32, bf16, fp16 and the mixed
-half-student/fp32-teacher pairs. Row starts fall at many alignments, so 16-byte loads meet heads and tails
-(the shim aborts on a misaligned vector load, as a GPU faults). What it does not show: speed, occupancy, or behaviour that
-depends on the GPU's memory model or warp scheduling beyond what real threads reproduce.
+half-student/fp32-teacher pairs. Row starts fall at many alignments, so 16-byte loads meet heads and
+tails (the shim aborts on a misaligned vector load, as a GPU faults). What it does not show: speed,
+occupancy, or behaviour that depends on the GPU's memory model or warp scheduling beyond what real
+threads reproduce.
 
 Budget: `make test` runs a fixed sample of the grid (about 200 rows, about half a minute on 2 busy
 cores: every __syncthreads wakes 256 OS threads); MULE_CUDA_LOGIC_FULL=1 runs the whole grid (2,560
