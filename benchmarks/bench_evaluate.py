@@ -1,16 +1,21 @@
 """Benchmark `mule evaluate` on the default model (CPU, fp32, greedy, 48 new tokens).
 
-Default: batched generation scoring vs one record at a time. Same 64 QA records; the only difference is
-batch_size (16 vs 1). Prints both wall times, the speed-up ratio (target >= 3x) and checks that both
-runs produced the same scores. Records come from examples/**/*.jsonl (QA records without choices)
+Default: the same 64 QA records evaluated through transformers' `generate` (the path before greedy.py),
+through greedy.py's prefix-cached loop at --batch-size and at each --gen-batch-sizes, and one record at a
+time. Prints the wall times, the ratios to the transformers path, how many generations are identical to
+it, and the speed-up of batching over one at a time (target >= 3x). Records come from examples/**/*.jsonl (QA records without choices)
 when there are enough, topped up from a built-in list of simple general questions.
+
+--attack: `mule attack` (search and judge) on --n forget records of examples/DOMAIN/train/, the path
+before greedy.py (transformers' generate, no prefix cache, batch 16) against the defaults, in this one run.
 
 --overhead: what the measurement adds to one evaluation of the base model on an example's fixed eval set
 (examples/DOMAIN/eval/*.jsonl): the time of --bootstrap 1000 over two models' rows (target <= 5% of the
 evaluation) and of each robustness attack, all measured in this one run.
 
-Usage: python benchmarks/bench_evaluate.py [--n 64] [--batch-size 16] [--threads N]
+Usage: python benchmarks/bench_evaluate.py [--n 64] [--batch-size 16] [--gen-batch-sizes 32,64] [--threads N]
        python benchmarks/bench_evaluate.py --overhead [--domain harry_potter] [--attacks quant4,quant8,relearn,templates]
+       python benchmarks/bench_evaluate.py --attack [--n 16] [--domain harry_potter]
 """
 
 from __future__ import annotations
@@ -149,10 +154,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--gen-batch-sizes", type=lambda v: [int(x) for x in v.split(",")], default=[64],
+                    help="further batch sizes to time the prefix-cached loop at (comma list)")
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--overhead", action="store_true", help="time the bootstrap and the attacks instead")
-    ap.add_argument("--domain", default="harry_potter", help="--overhead: the example whose eval set is used")
+    ap.add_argument("--attack", action="store_true", help="time `mule attack` (--n forget records) before/now")
+    ap.add_argument("--domain", default="harry_potter", help="--overhead / --attack: the example whose data is used")
     ap.add_argument("--attacks", default="quant4,quant8,relearn,templates", help="--overhead: attacks to time")
     args = ap.parse_args()
 
@@ -162,6 +170,8 @@ def main():
         torch.set_num_threads(args.threads)
     if args.overhead:
         return overhead(args)
+    if args.attack:
+        return attack(args)
     from mule_cli.evaluate.runner import EvalSettings, evaluate_one
     from mule_cli.models import load_model
 
@@ -169,18 +179,69 @@ def main():
     print(f"records: {len(records)} QA ({source}); model smollm2-135m, cpu, fp32, "
           f"{args.max_new_tokens} new tokens, torch threads {torch.get_num_threads()}")
     model, tok = load_model("smollm2-135m", device="cpu", dtype="float32")
+    variants = [("transformers generate", args.batch_size, False)]  # the path before greedy.py
+    variants += [("prefix-cached greedy", bs, True) for bs in sorted({args.batch_size, *args.gen_batch_sizes})]
+    variants += [("one at a time", 1, True)]
     timings, results = {}, {}
-    for label, bs in (("batched", args.batch_size), ("one at a time", 1)):
+    for label, bs, cached in variants:
         settings = EvalSettings(max_new_tokens=args.max_new_tokens, batch_size=bs, progress=True)
-        t0 = time.perf_counter()
-        metrics, rows = evaluate_one(model, tok, records, settings=settings, label=f"{label} (bs={bs})")
-        timings[label] = time.perf_counter() - t0
-        results[label] = (metrics, [r["generation"] for r in rows])
-        print(f"{label:14s} batch_size={bs:<3d} {timings[label]:8.1f} s   retain ROUGE-L recall "
+        with _greedy_loop(cached):
+            t0 = time.perf_counter()
+            metrics, rows = evaluate_one(model, tok, records, settings=settings, label=f"{label} (bs={bs})")
+        key = (label, bs)
+        timings[key] = time.perf_counter() - t0
+        results[key] = [r["generation"] for r in rows]
+        print(f"{label:22s} batch_size={bs:<3d} {timings[key]:8.1f} s   retain ROUGE-L recall "
               f"{metrics['retain_rouge']:.2f}", flush=True)
-    same = sum(a == b for a, b in zip(results["batched"][1], results["one at a time"][1]))
-    print(f"identical generations: {same}/{len(records)}")
-    print(f"speed-up: {timings['one at a time'] / timings['batched']:.2f}x (target >= 3x)")
+    before = variants[0][:2]
+    for key in timings:
+        same = sum(a == b for a, b in zip(results[key], results[before]))
+        print(f"{key[0]} bs={key[1]}: {timings[before] / timings[key]:.2f}x the transformers path's speed, "
+              f"{same}/{len(records)} generations identical to it")
+    print(f"speed-up of batching: {timings[('one at a time', 1)] / timings[('prefix-cached greedy', args.batch_size)]:.2f}x "
+          "(target >= 3x)")
+
+
+def attack(args) -> None:
+    """`mule attack`'s search and judge on the first --n forget records of an example's training data: the
+    path before greedy.py (transformers' generate, no prefix cache, batch 16) against the defaults."""
+    from mule_cli.attack.search import attack_records
+    from mule_cli.models import BATCH_SIZE, load_model
+    from mule_cli.records import read_records
+
+    records = read_records(f"examples/{args.domain}/train/forget.jsonl")[:args.n]
+    model, tok = load_model("smollm2-135m", device="cpu", dtype="float32")
+    timings, outs = {}, {}
+    for label, cached, bs in (("before", False, 16), ("now", True, BATCH_SIZE)):
+        with _greedy_loop(cached):
+            t0 = time.perf_counter()
+            outs[label], _ = attack_records(records, model, tok, rounds=2, seed=0, batch_size=bs, log=lambda m: None)
+        timings[label] = time.perf_counter() - t0
+        print(f"attack, {len(records)} forget records, {label} (batch {bs}): {timings[label]:.1f} s "
+              f"({timings[label] / len(records):.1f} s a question)", flush=True)
+    same = sum(a["prefill"] == b["prefill"] and a["attack"]["recall"] == b["attack"]["recall"]
+               for a, b in zip(outs["before"], outs["now"]))
+    print(f"speed-up {timings['before'] / timings['now']:.2f}x; {same}/{len(outs['now'])} chosen prefills and judge "
+          "recalls identical")
+
+
+def _greedy_loop(enabled: bool):
+    """A context in which lm.generate takes greedy.py's loop (enabled) or transformers' generate."""
+    import contextlib
+
+    from mule_cli import greedy
+
+    @contextlib.contextmanager
+    def ctx():
+        supported = greedy.supported
+        if not enabled:
+            greedy.supported = lambda model: False
+        try:
+            yield
+        finally:
+            greedy.supported = supported
+
+    return ctx()
 
 
 if __name__ == "__main__":

@@ -5,10 +5,13 @@ so prompts are built one way everywhere (the chat template is always applied).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
+
+from . import greedy, kv_prefix
+from .models import BATCH_SIZE
 
 Message = dict  # {"role": "system"|"user"|"assistant", "content": str}
 
@@ -55,32 +58,50 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, *, left: bool = F
     return ids, mask
 
 
+BLANK_LINES = ("\n\n", "\r\n\r\n")
+
+
 def cut_at_blank_line(text: str) -> str:
     """SPEC §5: generations are cut at the first blank line."""
-    for sep in ("\n\n", "\r\n\r\n"):
+    for sep in BLANK_LINES:
         idx = text.find(sep)
         if idx >= 0:
             text = text[:idx]
     return text.strip()
 
 
-def _model_device(model) -> torch.device:
-    return next(model.parameters()).device
+def _has_blank_line(tokenizer) -> Callable[[list[int]], bool]:
+    return lambda tokens: any(sep in tokenizer.decode(tokens, skip_special_tokens=True) for sep in BLANK_LINES)
+
+
+def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 48, batch_size: int = BATCH_SIZE,
+             cut_blank_line: bool = True, progress: bool | str = False) -> list[str]:
+    """Greedy continuations of already-templated prompts, batched, results in input order.
+
+    Prompts are sorted by length so batches waste little padding. `greedy.py` encodes the prompt prefix
+    rows share once and lets finished rows leave the batch; models it cannot run exactly (sliding-window
+    attention, logits processors in their generation config) go through transformers' `generate`.
+    """
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    bar = tqdm(total=len(prompts), desc=progress if isinstance(progress, str) else "generate",
+               disable=not progress, unit="q")
+    if greedy.supported(model):
+        # The text is cut at the first blank line anyway: stopping a row there ends its work early.
+        tokens = greedy.greedy_tokens(model, encoded, max_new_tokens=max_new_tokens, pad_id=tokenizer.pad_token_id,
+                                      eos_ids=end_of_turn_ids(tokenizer), batch_size=batch_size,
+                                      stop=_has_blank_line(tokenizer) if cut_blank_line else None, on_rows=bar.update)
+    else:
+        tokens = _transformers_generate(model, tokenizer, encoded, max_new_tokens, batch_size, cut_blank_line, bar)
+    bar.close()
+    texts = [tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
+    return [cut_at_blank_line(t) if cut_blank_line else t.strip() for t in texts]
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 48, batch_size: int = 16,
-             cut_blank_line: bool = True, progress: bool | str = False) -> list[str]:
-    """Greedy continuations of already-templated prompts, batched with left padding and a KV cache.
-
-    Prompts are sorted by length so batches waste little padding; results come back in input order.
-    """
-    device = _model_device(model)
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-    out: list[str | None] = [None] * len(prompts)
-    bar = tqdm(total=len(prompts), desc=progress if isinstance(progress, str) else "generate",
-               disable=not progress, unit="q")
+def _transformers_generate(model, tokenizer, encoded, max_new_tokens, batch_size, cut_blank_line, bar):
+    device = next(model.parameters()).device
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    out: list[list[int]] = [[] for _ in encoded]
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         ids, mask = pad_batch([encoded[i] for i in idx], tokenizer.pad_token_id, left=True)
@@ -88,43 +109,48 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 
             input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
             do_sample=False, num_beams=1, pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id, temperature=None, top_p=None, top_k=None,
-            # The text is cut at the first blank line anyway: stopping a row there lets a batch finish
-            # as soon as every row is done instead of running all to max_new_tokens.
             **({"stop_strings": ["\n\n"], "tokenizer": tokenizer} if cut_blank_line else {}),
         )
         for row, i in enumerate(idx):
-            text = tokenizer.decode(gen[row, ids.shape[1]:], skip_special_tokens=True)
-            out[i] = cut_at_blank_line(text) if cut_blank_line else text.strip()
+            out[i] = gen[row, ids.shape[1]:].tolist()
         bar.update(len(idx))
-    bar.close()
-    return out  # type: ignore[return-value]
+    return out
 
 
 @torch.inference_mode()
 def continuation_logprobs(model, tokenizer, prompts: Sequence[str], continuations: Sequence[str], *,
-                          batch_size: int = 16, add_eot: bool = False, progress: bool | str = False) -> list[float]:
-    """Mean per-token log-likelihood of each continuation after its prompt (MCQ scoring, attack search)."""
+                          batch_size: int = BATCH_SIZE, add_eot: bool = False, progress: bool | str = False) -> list[float]:
+    """Mean per-token log-likelihood of each continuation after its prompt (MCQ scoring, attack search).
+
+    The prompt prefix rows share (the system turn; a question scored with many prefills) is encoded once
+    (kv_prefix.py), and left padding puts every continuation at the end of its row, so logits are computed
+    only for the last (longest continuation + 1) positions: [B, K, V], never [B, L, V].
+    """
     assert len(prompts) == len(continuations)
-    device = _model_device(model)
     pairs = [encode_pair(tokenizer, p, c, add_eot=add_eot) for p, c in zip(prompts, continuations)]
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))
+    seqs = [full for full, _ in pairs]
+    if greedy.supported(model):  # the prompt minus its last token (which predicts the continuation) may be cached
+        prefixes, rests, kv = kv_prefix.split_prefixes(model, seqs, [f[:len(f) - len(r) - 1] for f, r in pairs])
+    else:
+        prefixes, rests, kv = [()] * len(seqs), seqs, {}
+    order = sorted(range(len(pairs)), key=lambda i: len(rests[i]))
     scores: list[float] = [float("nan")] * len(pairs)
     bar = tqdm(total=len(pairs), desc=progress if isinstance(progress, str) else "score",
                disable=not progress, unit="seq")
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        ids, mask = pad_batch([pairs[i][0] for i in idx], tokenizer.pad_token_id)
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)
-        target = ids[:, 1:].to(device)
-        tok_lp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        for row, i in enumerate(idx):
-            full, resp = pairs[i]
-            n = len(resp)
-            if n == 0:
-                continue
-            end = len(full) - 1  # logits at t predict token t+1
-            scores[i] = tok_lp[row, end - n:end].mean().item()
+        keep = max(len(pairs[i][1]) for i in idx) + 1
+        if keep > 1:
+            inputs = kv_prefix.batch_inputs(model, [rests[i] for i in idx], [prefixes[i] for i in idx], kv,
+                                            tokenizer.pad_token_id)
+            logits = model(**inputs, logits_to_keep=keep).logits[:, -keep:-1].float()  # t predicts token t+1
+            ids = inputs["input_ids"]
+            target = ids[:, ids.shape[1] - keep + 1:]
+            tok_lp = logits.gather(-1, target.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+            for row, i in enumerate(idx):
+                n = len(pairs[i][1])
+                if n:
+                    scores[i] = tok_lp[row, keep - 1 - n:].mean().item()
         bar.update(len(idx))
     bar.close()
     return scores

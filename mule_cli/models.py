@@ -32,6 +32,9 @@ ALIASES = {
     "mistral-7b": "mistralai/Mistral-7B-Instruct-v0.3",
     "zephyr-7b": "HuggingFaceH4/zephyr-7b-beta",
 }
+# Rows per batch for generation and scoring (lm.py). Decoding one token costs about the same for 16 rows as
+# for 64 (reading the weights dominates), and neither path keeps [B, L, V] logits: docs/BENCHMARKS.md.
+BATCH_SIZE = 64
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -8,10 +8,11 @@ import torch
 
 from conftest import make_tiny_llama, records
 from mule_cli.distill.batches import Side, build_examples, collate
-from mule_cli.distill.prefix_cache import PrefixCache, common_prefix_length
+from mule_cli.distill.prefix_cache import PrefixCache
 from mule_cli.distill.refusal_anchors import refusal_anchor_records
 from mule_cli.distill.teacher import Teacher
 from mule_cli.intentions import from_target
+from mule_cli.kv_prefix import best_prefix, common_prefix_length
 from mule_cli.lm import pad_batch
 
 RECORDS = records("f1 f2 r1 r2 n1 n2 a1")
@@ -139,7 +140,6 @@ def test_prefixed_targets_on_the_default_model(default_model, tokenizer):
 
 def test_the_prefix_most_contexts_share_is_chosen_when_it_saves_more():
     """Fixed demos: every context but the one whose record is a demo shares system turn + demos."""
-    from mule_cli.distill.prefix_cache import best_prefix
 
     system, demos = (1, 2, 3), (4, 5, 6, 7)
     heads = [system + demos + (9, q) for q in range(5)] + [system + (8, 5, 6, 7, 9)]

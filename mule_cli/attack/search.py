@@ -13,7 +13,7 @@ import re
 import sys
 from dataclasses import dataclass
 
-from ..lm import chat_prompt, continuation_logprobs, generate
+from ..lm import BATCH_SIZE, chat_prompt, continuation_logprobs, generate
 from ..records import join_prefill
 from ..rouge import rouge_l
 from .templates import BUILTIN, LEADING_WORDS, fill
@@ -144,7 +144,7 @@ def _rewrites(generator, states: list[_RecordState], answer_words_of) -> dict[in
 
 def attack_records(records: list[dict], model, tokenizer, *, beam: int = 4, rounds: int = 2, seed: int = 0,
                    templates=(), builtin: bool = True, max_leak: float = 0.34, per_round: int = 16,
-                   generator=None, threshold: float = 0.5, top: int = 1, batch_size: int = 16,
+                   generator=None, threshold: float = 0.5, top: int = 1, batch_size: int = BATCH_SIZE,
                    max_new_tokens: int = 48, model_name: str = "model", taken_ids=(), progress: bool = True,
                    log=_stderr) -> tuple[list[dict], dict]:
     """Adversarial records for the forget records in `records` (others are ignored); returns (records, summary).

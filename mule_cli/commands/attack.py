@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import MuleError
+from ..models import BATCH_SIZE
 from ..records import read_records, write_records
 from .common import device_options, model_option, seed_option
 
@@ -45,7 +46,8 @@ and judged on the remaining words.
               help="Adversarial records written per forget record (best prefills of the beam).")
 @click.option("--only-adversarial", is_flag=True, help="Write only the new adversarial records.")
 @click.option("--summary", "summary_path", default=None, metavar="FILE", help="Also write the summary as JSON.")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=BATCH_SIZE, show_default=True, type=click.IntRange(1),
+              help="Prefills scored, and answers generated, per batch (lower it when memory is short).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @seed_option
 @device_options

@@ -10,7 +10,7 @@ import click
 
 from ..errors import MuleError
 from ..intentions import REFUSAL
-from ..models import DEFAULT_MODEL, locate_model
+from ..models import BATCH_SIZE, DEFAULT_MODEL, locate_model
 from ..records import read_many
 from .common import device_options
 
@@ -49,8 +49,8 @@ Examples:
               help="An attack succeeds when ROUGE-L recall of the answer is at least this.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=48, show_default=True,
               help="Greedy generation length (SPEC §5: 48); output is cut at the first blank line.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Questions per batch for generation and MCQ scoring.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE, show_default=True,
+              help="Questions per batch for generation and MCQ scoring (lower it when memory is short).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write {\"base\": …, \"models\": [{\"model\": …, metrics…}]} here.")
 @click.option("--records", "records_path", type=click.Path(dir_okay=False), default=None,

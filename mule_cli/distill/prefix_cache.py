@@ -17,42 +17,10 @@ from typing import Hashable, Sequence
 
 import torch
 
+from ..kv_prefix import best_prefix, cache_kwarg, encode_prefix, expanded_cache
 from .forward import _decoder
 
 MIN_PREFIX = 8  # shorter shared prefixes are not worth a second forward call
-
-
-def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
-    """Length of the longest token prefix all sequences share."""
-    if not seqs:
-        return 0
-    first, n = seqs[0], min(len(s) for s in seqs)
-    for s in seqs[1:]:
-        i = 0
-        while i < n and s[i] == first[i]:
-            i += 1
-        n = i
-    return n
-
-
-def best_prefix(heads: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
-    """The prefix that saves the most tokens: the one every head shares, or the longest one a majority
-    shares when that saves more (the demos every record of an objective sees but the few it contains,
-    which then run whole). Sorted heads: a run of neighbours shares the prefix its ends share."""
-    if not heads:
-        return ()
-    ranked = sorted(heads)
-    best = ranked[0][:common_prefix_length(ranked)]
-    saved = len(best) * len(ranked)
-    m = len(ranked) // 2 + 1
-    for i in range(len(ranked) - m + 1):
-        n = common_prefix_length([ranked[i], ranked[i + m - 1]])
-        if n * m <= saved:
-            continue
-        count = sum(1 for h in ranked if h[:n] == ranked[i][:n])
-        if n * count > saved:
-            best, saved = ranked[i][:n], n * count
-    return best
 
 
 class PrefixCache:
@@ -69,8 +37,7 @@ class PrefixCache:
         self.prefixes: dict[Hashable, tuple[int, ...]] = {}
         self._kv: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self._decoder = _decoder(net.lm)
-        params = inspect.signature(self._decoder.forward).parameters
-        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._cache_arg = cache_kwarg(self._decoder)
 
     @staticmethod
     def supported(lm) -> bool:
@@ -135,28 +102,11 @@ class PrefixCache:
         return hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
 
     def _cache(self, prefix: tuple, batch: int):
-        """A fresh cache object over read-only views of the prefix's keys/values, expanded over the batch
-        (the forward appends to the cache object, never to these tensors)."""
-        from transformers import DynamicCache
-
         if prefix not in self._kv:
-            device = next(self.net.lm.parameters()).device
-            ids = torch.tensor([prefix], device=device)
-            out = self._decoder(input_ids=ids, use_cache=True)
-            # transformers >= 5.x names the output field `cache` (past_key_values is deprecated there)
-            self._kv[prefix] = _key_values(out.cache if "cache" in out.keys() else out.past_key_values)
-        layers = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self._kv[prefix]]
-        if hasattr(DynamicCache, "from_legacy_cache"):
-            return DynamicCache.from_legacy_cache(tuple(layers))
-        return DynamicCache(ddp_cache_data=layers, config=self.net.lm.config)
+            self._kv[prefix] = encode_prefix(self._decoder, prefix, next(self.net.lm.parameters()).device)
+        return expanded_cache(self._kv[prefix], batch, self.net.lm.config)
 
 
 def _first_tokens(mask: torch.Tensor) -> list[int]:
     """Index of each row's first real token (0 when right-padded)."""
     return mask.long().argmax(1).tolist()
-
-
-def _key_values(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    if hasattr(cache, "layers"):
-        return [(layer.keys, layer.values) for layer in cache.layers]
-    return list(zip(cache.key_cache, cache.value_cache))

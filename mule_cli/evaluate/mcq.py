@@ -12,18 +12,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import lm
-
-
-def _cache_kwarg(model) -> str:
-    """The forward argument that takes a KV cache: `cache` in recent transformers, `past_key_values` before
-    (passing the old name now only logs a deprecation warning into the user's output)."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+from ..kv_prefix import cache_kwarg, output_cache
 
 
 def score_options(model, tokenizer, prompts: Sequence[str], options: Sequence[Sequence[str]], *,
-                  batch_size: int = 16, progress: bool | str = False, shared_prefix: bool = True) -> list[list[float]]:
+                  batch_size: int = lm.BATCH_SIZE, progress: bool | str = False, shared_prefix: bool = True) -> list[list[float]]:
     """Mean per-token log-likelihood of every option after its (already templated) prompt.
 
     shared_prefix (default): each prompt is run once and its KV cache is reused for all its options,
@@ -57,7 +50,7 @@ def _shared_prefix_scores(model, tokenizer, prompts, options, batch_size, progre
     o_ids = [[enc(o) for o in opts] for opts in options]
     out = [[float("nan")] * len(opts) for opts in options]
     order = sorted(range(len(prompts)), key=lambda i: len(p_ids[i]))  # little padding per batch
-    cache_arg = _cache_kwarg(model)
+    cache_arg = cache_kwarg(model)
     bar = tqdm(total=sum(len(o) for o in options), desc=progress if isinstance(progress, str) else "score",
                disable=not progress, unit="opt")
     for start in range(0, len(order), batch_size):
@@ -73,8 +66,7 @@ def _shared_prefix_scores(model, tokenizer, prompts, options, batch_size, progre
             bar.update(len(rows))
             continue
         sel = torch.tensor([b for b, _ in rows], device=device)
-        cache = getattr(res, "cache", None)  # transformers >=5.2x; `past_key_values` before
-        cache = res.past_key_values if cache is None else cache
+        cache = output_cache(res)
         cache.batch_select_indices(sel)  # one copy of the prompt cache per option (repeated rows)
         oid, omask = lm.pad_batch(seqs, pad)  # right padding after the shared prompt
         oid, omask = oid.to(device), omask.to(device)

@@ -39,7 +39,7 @@ TEACHER_MODES = ("oracle", "ensemble")
 @dataclass
 class EvalSettings:
     max_new_tokens: int = 48
-    batch_size: int = 16
+    batch_size: int = lm.BATCH_SIZE
     asr_threshold: float = 0.5
     limit: int | None = None  # records per objective (file order)
     demos: int | str | dict = 3  # few-shot demonstrations in in-context (teacher) rows; or per objective

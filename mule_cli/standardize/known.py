@@ -6,13 +6,13 @@ Adversarial records pass through untouched (they are judged by `mule attack`).
 
 from __future__ import annotations
 
-from ..lm import chat_prompt, generate
+from ..lm import BATCH_SIZE, chat_prompt, generate
 from ..rouge import rouge_l
 
 FILTERED = ("forget", "neighbor", "retain")
 
 
-def filter_known(records: list[dict], model, tokenizer, *, threshold: float = 0.5, batch_size: int = 16,
+def filter_known(records: list[dict], model, tokenizer, *, threshold: float = 0.5, batch_size: int = BATCH_SIZE,
                  max_new_tokens: int = 48, progress: bool = True) -> tuple[list[dict], dict[str, dict[str, int]]]:
     """(kept records in input order, {objective: {kept, dropped}})."""
     idx = [i for i, r in enumerate(records) if r["objective"] in FILTERED]
