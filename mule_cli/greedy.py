@@ -10,12 +10,11 @@ rest of each prompt gets the position ids it has in the whole prompt); tests com
 
 from __future__ import annotations
 
-import inspect
 from typing import Callable, Sequence
 
 import torch
 
-from .kv_prefix import batch_inputs, cache_kwarg, output_cache, split_prefixes
+from .kv_prefix import batch_inputs, cache_kwarg, output_cache, prefix_cache_supported, split_prefixes
 from .models import BATCH_SIZE
 
 # generation settings that would add logits processors to transformers' greedy search: any of them set
@@ -27,20 +26,11 @@ _NEUTRAL = {"repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "min_l
 
 
 def supported(model) -> bool:
-    """A causal LM whose forward takes position ids and a KV cache, that attends to every position (no
-    sliding window) and whose generation config adds no logits processor to greedy search."""
-    config, gen = getattr(model, "config", None), getattr(model, "generation_config", None)
-    if config is None or not hasattr(model, "get_decoder"):
-        return False
-    if getattr(config, "sliding_window", None) or any(
-            t != "full_attention" for t in getattr(config, "layer_types", None) or ()):
-        return False
-    for name in _PROCESSORS:
-        value = getattr(gen, name, None)
-        if value not in (None, _NEUTRAL.get(name), [], ()):
-            return False
-    params = inspect.signature(model.forward).parameters
-    return "position_ids" in params and ("cache" in params or "past_key_values" in params)
+    """A model the prefix cache works for (kv_prefix.prefix_cache_supported) whose generation config adds
+    no logits processor to greedy search."""
+    gen = getattr(model, "generation_config", None)
+    return prefix_cache_supported(model) and all(
+        getattr(gen, name, None) in (None, _NEUTRAL.get(name), [], ()) for name in _PROCESSORS)
 
 
 @torch.inference_mode()
@@ -52,25 +42,25 @@ def greedy_tokens(model, encoded: Sequence[Sequence[int]], *, max_new_tokens: in
     `stop(tokens)` ends a row early (the caller's stop string); `on_rows(n)` is told as rows finish a batch.
     Rows with different cached prefixes share batches (the shorter prefixes are padded in the cache).
     """
-    device = next(model.parameters()).device
+    cache_arg = cache_kwarg(model)
     prefixes, rests, kv = split_prefixes(model, encoded)
     order = sorted(range(len(encoded)), key=lambda i: (len(rests[i]), len(prefixes[i])))  # little padding
     out: list[list[int]] = [[] for _ in encoded]
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         inputs = batch_inputs(model, [rests[i] for i in idx], [prefixes[i] for i in idx], kv, pad_id)
-        for i, tokens in zip(idx, _decode_batch(model, inputs, max_new_tokens, set(eos_ids), stop, device)):
+        for i, tokens in zip(idx, _decode_batch(model, inputs, max_new_tokens, set(eos_ids), stop, cache_arg)):
             out[i] = tokens
         if on_rows:
             on_rows(len(idx))
     return out
 
 
-def _decode_batch(model, inputs: dict, max_new_tokens, eos, stop, device) -> list[list[int]]:
+def _decode_batch(model, inputs: dict, max_new_tokens, eos, stop, cache_arg: str) -> list[list[int]]:
     """One batch: the prompts (their rests after the cached prefixes), then one token per step."""
     res = model(**inputs, use_cache=True, logits_to_keep=1)
     b = inputs["input_ids"].shape[0]
-    mask, cache_arg = inputs["attention_mask"], cache_kwarg(model)
+    mask = inputs["attention_mask"]
     tokens: list[list[int]] = [[] for _ in range(b)]
     active = list(range(b))
     last = inputs["position_ids"][:, -1:]
@@ -87,7 +77,7 @@ def _decode_batch(model, inputs: dict, max_new_tokens, eos, stop, device) -> lis
             break
         cache = output_cache(res)
         if len(keep) < len(active):
-            sel = torch.tensor(keep, device=device)
+            sel = torch.tensor(keep, device=mask.device)
             cache.batch_select_indices(sel)
             mask, last, nxt = mask[sel], last[sel], nxt[sel]
             active = [active[j] for j in keep]

@@ -48,6 +48,32 @@ def best_prefix(heads: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
     return best
 
 
+def decoder_of(lm):
+    """The model's decoder stack (`get_decoder()`), or None when it has none of its own."""
+    get = getattr(lm, "get_decoder", None)
+    try:
+        decoder = get() if get is not None else None
+    except (AttributeError, NotImplementedError):
+        decoder = None
+    return decoder if decoder is not None and decoder is not lm else None
+
+
+def prefix_cache_supported(lm) -> bool:
+    """Whether a prefix can be encoded once and reused: a decoder whose cache keeps every position (no
+    sliding window), and forwards (the model's and its decoder's) that take position ids and a cache."""
+    config, decoder = getattr(lm, "config", None), decoder_of(lm)
+    if config is None or decoder is None:
+        return False
+    if getattr(config, "sliding_window", None) or any(
+            t != "full_attention" for t in getattr(config, "layer_types", None) or ()):
+        return False
+    for forward in (lm.forward, decoder.forward):
+        params = inspect.signature(forward).parameters
+        if "position_ids" not in params or not ("cache" in params or "past_key_values" in params):
+            return False
+    return True
+
+
 def cache_kwarg(module) -> str:
     """The forward argument that takes a KV cache: `cache` in recent transformers, `past_key_values` before
     (passing the old name now only logs a deprecation warning into the user's output)."""
@@ -129,7 +155,7 @@ def split_prefixes(model, seqs: Sequence[Sequence[int]], heads: Sequence[Sequenc
     encoded once."""
     prefixes = assign_prefixes([seq[:-1] for seq in seqs] if heads is None else heads)
     device = next(model.parameters()).device
-    kv = {p: encode_prefix(model.get_decoder(), p, device) for p in set(prefixes) if p}
+    kv = {p: encode_prefix(decoder_of(model), p, device) for p in set(prefixes) if p}
     return prefixes, [list(seq[len(p):]) for seq, p in zip(seqs, prefixes)], kv
 
 

@@ -129,7 +129,7 @@ def continuation_logprobs(model, tokenizer, prompts: Sequence[str], continuation
     assert len(prompts) == len(continuations)
     pairs = [encode_pair(tokenizer, p, c, add_eot=add_eot) for p, c in zip(prompts, continuations)]
     seqs = [full for full, _ in pairs]
-    if greedy.supported(model):  # the prompt minus its last token (which predicts the continuation) may be cached
+    if kv_prefix.prefix_cache_supported(model):  # the prompt minus its last token (which predicts the continuation) may be cached
         prefixes, rests, kv = kv_prefix.split_prefixes(model, seqs, [f[:len(f) - len(r) - 1] for f, r in pairs])
     else:
         prefixes, rests, kv = [()] * len(seqs), seqs, {}

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import make_tiny_llama
-from mule_cli import greedy, lm
-from mule_cli.kv_prefix import assign_prefixes, split_prefixes
+from mule_cli import greedy, kv_prefix, lm
+from mule_cli.kv_prefix import assign_prefixes, prefix_cache_supported, split_prefixes
 
 VOCAB, EOS, PAD = 300, 2, 0
 
@@ -113,6 +113,24 @@ def test_models_it_cannot_reproduce_go_through_transformers():
     penalised = make_tiny_llama(VOCAB)
     penalised.generation_config.repetition_penalty = 1.3
     assert not greedy.supported(penalised)
+    assert prefix_cache_supported(penalised)  # scoring does not go through the generation config
+
+
+def test_scoring_caches_the_prefix_when_generation_cannot(tokenizer, monkeypatch):
+    """A repetition penalty sends generation to transformers, but continuation_logprobs still splits
+    prefixes (and gives the same scores as without them)."""
+    tiny = make_tiny_llama(len(tokenizer), seed=6, tie_word_embeddings=False, initializer_range=0.5)
+    tiny.generation_config.repetition_penalty = 1.3
+    prompts = [lm.chat_prompt(tokenizer, q) for q in ("Who wrote Hamlet?", "Name a colour.")] * 2
+    conts = ["Shakespeare", "Blue", "Marlowe", "Red"]
+    calls = []
+    real = kv_prefix.split_prefixes
+    monkeypatch.setattr(kv_prefix, "split_prefixes", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cached = lm.continuation_logprobs(tiny, tokenizer, prompts, conts, batch_size=3)
+    assert calls
+    monkeypatch.setattr(kv_prefix, "prefix_cache_supported", lambda m: False)
+    plain = lm.continuation_logprobs(tiny, tokenizer, prompts, conts, batch_size=3)
+    assert cached == pytest.approx(plain, abs=1e-4)
 
 
 def test_generate_uses_the_fallback_when_unsupported(model, tokenizer, monkeypatch):

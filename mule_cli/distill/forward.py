@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..kv_prefix import decoder_of
+
 
 class ResponseLogits(nn.Module):
     def __init__(self, lm: nn.Module):
@@ -40,7 +42,7 @@ class ResponseLogits(nn.Module):
     def linear_head(self) -> bool:
         """Whether the logits are lm_head(final-norm hidden state), nothing after it: then anything linear
         in the logits (the teacher's amplification) can be done on the hidden states instead."""
-        return _decoder(self.lm) is not None and self.lm.get_output_embeddings() is not None
+        return decoder_of(self.lm) is not None and self.lm.get_output_embeddings() is not None
 
     @property
     def logits_linear_in_hidden(self) -> bool:
@@ -53,18 +55,9 @@ class ResponseLogits(nn.Module):
 
     def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """[B, R, d] final-norm hidden states at the response positions (needs `linear_head`)."""
-        hidden = _decoder(self.lm)(input_ids=input_ids, attention_mask=attention_mask,
+        hidden = decoder_of(self.lm)(input_ids=input_ids, attention_mask=attention_mask,
                                    use_cache=False).last_hidden_state
         return hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
-
-
-def _decoder(lm: nn.Module):
-    get = getattr(lm, "get_decoder", None)
-    try:
-        decoder = get() if get is not None else None
-    except (AttributeError, NotImplementedError):
-        decoder = None
-    return decoder if decoder is not None and decoder is not lm else None
 
 
 def decoder_layers(lm: nn.Module) -> list[nn.Module]:

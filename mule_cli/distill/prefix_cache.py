@@ -12,15 +12,12 @@ the position ids it has in the whole sequence.
 
 from __future__ import annotations
 
-import inspect
 from typing import Hashable, Sequence
 
 import torch
 
-from ..kv_prefix import best_prefix, cache_kwarg, encode_prefix, expanded_cache
-from .forward import _decoder
-
-MIN_PREFIX = 8  # shorter shared prefixes are not worth a second forward call
+from ..kv_prefix import (MIN_PREFIX, best_prefix, cache_kwarg, decoder_of, encode_prefix, expanded_cache,
+                         prefix_cache_supported)
 
 
 class PrefixCache:
@@ -36,19 +33,10 @@ class PrefixCache:
         self.min_prefix = min_prefix
         self.prefixes: dict[Hashable, tuple[int, ...]] = {}
         self._kv: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-        self._decoder = _decoder(net.lm)
+        self._decoder = decoder_of(net.lm)
         self._cache_arg = cache_kwarg(self._decoder)
 
-    @staticmethod
-    def supported(lm) -> bool:
-        """A decoder whose cache keeps every position (no sliding window) and takes explicit position ids."""
-        decoder = _decoder(lm)
-        windowed = getattr(lm.config, "sliding_window", None) or any(
-            t != "full_attention" for t in getattr(lm.config, "layer_types", None) or ())
-        if decoder is None or windowed:
-            return False
-        params = inspect.signature(decoder.forward).parameters
-        return "position_ids" in params and ("cache" in params or "past_key_values" in params)
+    supported = staticmethod(prefix_cache_supported)
 
     def share(self, group: Hashable, seqs: Sequence[Sequence[int]], keep: Sequence[int]) -> None:
         prefix = best_prefix([tuple(s[:len(s) - k]) for s, k in zip(seqs, keep)])
