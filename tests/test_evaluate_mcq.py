@@ -6,6 +6,7 @@ import pytest
 import torch
 from types import SimpleNamespace
 
+from conftest import make_tiny_llama
 from mule_cli import lm
 from mule_cli.evaluate.mcq import score_options
 from mule_cli.evaluate.runner import EvalSettings, evaluate_one
@@ -58,9 +59,12 @@ def test_planted_loglik_decides_pick_accuracy_and_refusal(tokenizer, shared_pref
     assert [r["refusal_picked"] for r in rows] == [False, True, False]
 
 
-@pytest.mark.parametrize("shared_prefix,batch_size", [(True, 2), (True, 16), (False, 5)])
-def test_batched_option_scores_match_a_direct_computation(tiny_model, tokenizer, shared_prefix, batch_size):
-    """Padding (left for shared prompts, right for options), cache reuse and batching change nothing."""
+@pytest.mark.parametrize("shared_prefix,batch_size", [(True, 2), (True, 3), (True, 16), (False, 5)])
+def test_batched_option_scores_match_a_direct_computation(tokenizer, shared_prefix, batch_size):
+    """Padding (left for shared prompts, right for options), the cached system turn, options sorted into
+    their own batches, cache reuse and batching change nothing (a sharp random model, so that a wrong
+    position or cache row shows)."""
+    tiny_model = make_tiny_llama(len(tokenizer), seed=7, tie_word_embeddings=False, initializer_range=0.5)
     questions = ("Who wrote The Hobbit?", "Name a colour.", "What is the capital of a country in Europe, please?")
     prompts = [lm.chat_prompt(tokenizer, q) for q in questions]
     options = [["J. R. R. Tolkien", "C. S. Lewis", "I do not know."], ["Blue", "A shade of green"],

@@ -12,7 +12,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import lm
-from ..kv_prefix import cache_kwarg, output_cache
+from ..kv_prefix import (batch_inputs, cache_kwarg, key_values, make_cache, output_cache, prefix_cache_supported,
+                         split_prefixes)
 
 
 def score_options(model, tokenizer, prompts: Sequence[str], options: Sequence[Sequence[str]], *,
@@ -43,46 +44,51 @@ def score_options(model, tokenizer, prompts: Sequence[str], options: Sequence[Se
 
 @torch.inference_mode()
 def _shared_prefix_scores(model, tokenizer, prompts, options, batch_size, progress) -> list[list[float]]:
+    """Each prompt runs once on top of the start it shares with the others (the system turn, encoded once:
+    kv_prefix), then its options, sorted by length into batches of `batch_size` rows (an MMLU batch's
+    options range from 1 to 70 tokens: padded together, most of the work was padding), each on a copy of
+    its prompt's keys/values."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
     enc = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
     p_ids = [enc(p) for p in prompts]
     o_ids = [[enc(o) for o in opts] for opts in options]
     out = [[float("nan")] * len(opts) for opts in options]
-    order = sorted(range(len(prompts)), key=lambda i: len(p_ids[i]))  # little padding per batch
+    if prefix_cache_supported(model):
+        prefixes, rests, kv = split_prefixes(model, p_ids)
+    else:
+        prefixes, rests, kv = [()] * len(p_ids), p_ids, {}
+    order = sorted(range(len(prompts)), key=lambda i: (len(rests[i]), len(prefixes[i])))  # little padding
     cache_arg = cache_kwarg(model)
     bar = tqdm(total=sum(len(o) for o in options), desc=progress if isinstance(progress, str) else "score",
                disable=not progress, unit="opt")
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        ids, mask = lm.pad_batch([p_ids[i] for i in idx], pad, left=True)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        ids, mask, pos = ids.to(device), mask.to(device), pos.to(device)
-        res = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+        inputs = batch_inputs(model, [rests[i] for i in idx], [prefixes[i] for i in idx], kv, pad)
+        res = model(**inputs, use_cache=True, logits_to_keep=1)
         first = torch.log_softmax(res.logits[:, -1].float(), dim=-1)  # predicts each option's first token
-        rows = [(b, j) for b, i in enumerate(idx) for j in range(len(options[i]))]
-        seqs = [o_ids[idx[b]][j] for b, j in rows]
-        if not rows or max(map(len, seqs)) == 0:
-            bar.update(len(rows))
-            continue
-        sel = torch.tensor([b for b, _ in rows], device=device)
-        cache = output_cache(res)
-        cache.batch_select_indices(sel)  # one copy of the prompt cache per option (repeated rows)
-        oid, omask = lm.pad_batch(seqs, pad)  # right padding after the shared prompt
-        oid, omask = oid.to(device), omask.to(device)
-        opos = pos[sel, -1:] + 1 + torch.arange(oid.shape[1], device=device)
-        logits = model(input_ids=oid, attention_mask=torch.cat([mask[sel], omask], dim=1), position_ids=opos,
-                       use_cache=True, **{cache_arg: cache}).logits.float()
-        # log p(token k) = logit - logsumexp; token 0 comes from the prompt's last position
-        later = logits[:, :-1].gather(-1, oid[:, 1:].unsqueeze(-1)).squeeze(-1) - logits[:, :-1].logsumexp(-1)
-        tok_lp = torch.cat([first[sel].gather(-1, oid[:, :1]), later], dim=1)
-        omask_f = omask.float()
-        means = (tok_lp * omask_f).sum(1) / omask_f.sum(1).clamp(min=1)
-        for r, (b, j) in enumerate(rows):
-            if seqs[r]:
+        layers, mask = key_values(output_cache(res)), inputs["attention_mask"]
+        last = inputs["position_ids"][:, -1:]
+        rows = sorted(((b, j) for b, i in enumerate(idx) for j in range(len(options[i])) if o_ids[i][j]),
+                      key=lambda r: len(o_ids[idx[r[0]]][r[1]]))
+        for c in range(0, len(rows), batch_size):
+            chunk = rows[c:c + batch_size]
+            sel = torch.tensor([b for b, _ in chunk], device=device)
+            oid, omask = lm.pad_batch([o_ids[idx[b]][j] for b, j in chunk], pad)  # right padding after the prompt
+            oid, omask = oid.to(device), omask.to(device)
+            cache = make_cache([(k[sel], v[sel]) for k, v in layers], getattr(model, "config", None))
+            logits = model(input_ids=oid, attention_mask=torch.cat([mask[sel], omask], dim=1),
+                           position_ids=last[sel] + 1 + torch.arange(oid.shape[1], device=device),
+                           use_cache=True, **{cache_arg: cache}).logits.float()
+            # log p(token k) = logit - logsumexp; token 0 comes from the prompt's last position
+            later = logits[:, :-1].gather(-1, oid[:, 1:].unsqueeze(-1)).squeeze(-1) - logits[:, :-1].logsumexp(-1)
+            tok_lp = torch.cat([first[sel].gather(-1, oid[:, :1]), later], dim=1)
+            means = (tok_lp * omask).sum(1) / omask.sum(1).clamp(min=1)
+            for r, (b, j) in enumerate(chunk):
                 out[idx[b]][j] = means[r].item()
-        bar.update(len(rows))
-        del res, cache, logits
+            del cache, logits
+        bar.update(sum(len(options[i]) for i in idx))
+        del res, layers
     bar.close()
     return out
 
