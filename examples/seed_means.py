@@ -47,6 +47,8 @@ def cell(row: dict, key: str) -> str:
 
 
 ATTACK_KEYS = ("forget_rouge", "asr", "asr_search", "asr_own", "retain_rouge")
+ATTACK_ONLY = [("forget_rouge_before", "Forget before ↓"), ("forget_rouge_after", "Forget after ↓"),
+               ("leak_rate", "Leak rate ↓")]  # relearn's and templates' metrics
 
 
 def attack_tables(pooled) -> list[str]:
@@ -55,7 +57,7 @@ def attack_tables(pooled) -> list[str]:
     for attack in sorted(pooled.base.get("attacks", {})):
         rows = [(name, row) for name, row in pooled.methods.items() if attack in row.get("attacks", {})]
         base = pooled.base["attacks"][attack]
-        keys = [(k, name) for k, name in METRICS if k in ATTACK_KEYS
+        keys = [(k, name) for k, name in [*METRICS, *ATTACK_ONLY] if k in (*ATTACK_KEYS, *dict(ATTACK_ONLY))
                 and (base.get(k) is not None or any(r["attacks"][attack].get(k) is not None for _, r in rows))]
         lines += [f"| under {attack} | seeds | " + " | ".join(name for _, name in keys) + " |",
                   "|---|---:|" + "---:|" * len(keys), "| base | – | " + " | ".join(cell(base, k) for k, _ in keys) + " |"]

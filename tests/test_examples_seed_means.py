@@ -130,6 +130,40 @@ def test_attack_rows_pool_per_attack_and_only_where_every_seed_has_them(tmp_path
     assert "| under quant4 |" in out and "| m | 2 | 50.0 [" in out.split("| under quant4 |")[1]
 
 
+def relearned(model, ids, before, after):
+    return [{"model": model, "attack": "relearn", "id": i, "objective": "forget", "rouge_recall_before": b,
+             "rouge_recall_after": a} for i, b, a in zip(ids, before, after)]
+
+
+def leaks(model, leaked):
+    return [{"model": model, "attack": "templates", "id": f"f{i}", "objective": "forget", "leaked": v}
+            for i, v in enumerate(leaked)]
+
+
+def test_relearn_and_templates_pool_their_own_metrics_on_their_own_records(tmp_path, capsys):
+    """relearn measures half the forget records (f1, f3 here) and templates reports a leak rate: each pools
+    over its own rows and metrics, as `mule evaluate` computes them, and the table shows them."""
+    m0, m1 = rows("x/m/model", [0.0] * 4, [True] * 4), rows("y/m_s1/model", [0.0] * 4, [True] * 4)
+    s0 = BASE + relearned("base", ["f1", "f3"], [1.0, 1.0], [1.0, 1.0]) + leaks("base", [True] * 4) + m0 \
+        + relearned("x/m/model", ["f1", "f3"], [0.0, 0.0], [1.0, 0.0]) + leaks("x/m/model", [True, False, False, False])
+    s1 = BASE + relearned("base", ["f1", "f3"], [1.0, 1.0], [1.0, 1.0]) + leaks("base", [True] * 4) + m1 \
+        + relearned("y/m_s1/model", ["f1", "f3"], [0.0, 0.0], [0.0, 0.0]) + leaks("y/m_s1/model", [True] * 4)
+    pooled = pool_seeds([("s0", s0), ("s1", s1)], n=500)
+    r, t = pooled.methods["m"]["attacks"]["relearn"], pooled.methods["m"]["attacks"]["templates"]
+    assert r["forget_rouge_before"] == 0.0 and r["forget_rouge_after"] == pytest.approx(25.0)  # (50 + 0) / 2
+    assert r["forget_rouge_after_delta_ci"][1] <= 0  # never above the relearned base (100)
+    assert t["leak_rate"] == pytest.approx(62.5)  # (25 + 100) / 2
+    assert pooled.base["attacks"]["templates"]["leak_rate_ci"] == [100.0, 100.0]
+    paths = []
+    for name, lines in (("s0.jsonl", s0), ("s1.jsonl", s1)):
+        (tmp_path / name).write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+        paths.append(str(tmp_path / name))
+    assert seed_means.main(paths) == 0
+    out = capsys.readouterr().out
+    assert "| under relearn | seeds | Forget before ↓ | Forget after ↓ |" in out
+    assert "| m | 2 | 62.5 [" in out.split("| under templates |")[1]
+
+
 def test_gzipped_records_read_like_plain_ones(tmp_path, capsys):
     import gzip
 

@@ -5,8 +5,9 @@ several more; a ranking needs both sources of noise in its interval. Each resamp
 their stratum (the same draws for every method and seed, so differences are paired) and, per method, the
 seeds with replacement (the same seed draws for methods with as many seeds). Input: the per-record rows
 that `mule evaluate --records` writes, one file per seed, each with the base model's rows. Rows of a
-robustness attack (`--attacks`, e.g. quant4) pool the same way under `attacks`, for the methods that have
-them at every seed.
+robustness attack (`--attacks`) pool the same way under `attacks`, for the methods that have them at every
+seed, with that attack's own metrics and records (relearn measures half the forget records), drawn as
+`mule evaluate` draws them.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Sequence
 
 import numpy as np
 
+from .attacks import metric_defs
 from .bootstrap import draw, interval, overall_samples, resampled
-from .metrics import OVERALL_TERMS, PER_RECORD, overall_score
+from .metrics import OVERALL_TERMS, PER_RECORD, overall_score, point_values
 
 KEYS = (*PER_RECORD, "overall")
 
@@ -59,15 +61,20 @@ def split_rows(rows: Sequence[dict]) -> tuple[str, dict[str, list[dict]]]:
 
 
 def _pooled_metrics(seeds: Sequence[list[dict]], draws, picks, base_point: dict, base_samples: dict,
-                    keys: Sequence[str] = KEYS) -> tuple[dict, dict]:
+                    defs: dict | None = None) -> tuple[dict, dict]:
     """(the mean over seeds of each metric with its pooled interval and paired delta interval, the pooled
-    resamples by key) for one method's per-seed rows."""
+    resamples by key) for one method's per-seed rows; `defs`: an attack's metrics instead of the evaluation's
+    (and no overall score)."""
     points, samples = [], []
+    keys = KEYS if defs is None else tuple(defs)
     for rows in seeds:
-        point, sample = _summary(rows), resampled(rows, draws)
-        terms = [k for k in OVERALL_TERMS if point.get(k) is not None and base_point.get(k) is not None]
-        point["overall"] = overall_score(base_point, point)
-        sample["overall"] = overall_samples(base_samples, sample, terms)
+        if defs is None:
+            point, sample = _summary(rows), resampled(rows, draws)
+            terms = [k for k in OVERALL_TERMS if point.get(k) is not None and base_point.get(k) is not None]
+            point["overall"] = overall_score(base_point, point)
+            sample["overall"] = overall_samples(base_samples, sample, terms)
+        else:
+            point, sample = point_values(rows, defs), resampled(rows, draws, defs)
         points.append(point)
         samples.append(sample)
     row, pooled_by_key = {}, {}
@@ -130,11 +137,13 @@ def pool_seeds(seed_files: Sequence[tuple[str, Sequence[dict]]], n: int = 1000, 
     for key in PER_RECORD:
         if base_point[key] is not None:
             out.base[f"{key}_ci"] = interval(base_samples[key])
-    base_under = {attack: (_summary(rows), resampled(rows, draws)) for attack, rows in sorted(base_attacks.items())}
-    for attack, (point, samples) in base_under.items():
+    base_under = {}  # attack -> (its draws, its metrics, the base's point values and resamples under it)
+    for attack, rows in sorted(base_attacks.items()):
+        defs, attack_draws = metric_defs(attack), draw(rows, n, seed)
+        point, samples = point_values(rows, defs), resampled(rows, attack_draws, defs)
+        base_under[attack] = (attack_draws, defs, point, samples)
         out.base.setdefault("attacks", {})[attack] = {
-            **{k: point[k] for k in PER_RECORD}, **{f"{k}_ci": interval(samples[k]) for k in PER_RECORD
-                                                    if point[k] is not None}}
+            **point, **{f"{k}_ci": interval(samples[k]) for k in defs if point[k] is not None}}
     rng = np.random.default_rng(seed + 1)
     seed_draws: dict[int, np.ndarray] = {}
     pooled_overall = {}
@@ -146,8 +155,9 @@ def pool_seeds(seed_files: Sequence[tuple[str, Sequence[dict]]], n: int = 1000, 
         row = {"seeds": len(seeds), **metrics}
         attacks = {}
         for attack in sorted(set.intersection(*(set(a) for a in attack_runs[method])) & set(base_under)):
-            attacks[attack], _ = _pooled_metrics([a[attack] for a in attack_runs[method]], draws, picks,
-                                                 *base_under[attack], PER_RECORD)
+            attack_draws, defs, point, samples = base_under[attack]
+            attacks[attack], _ = _pooled_metrics([a[attack] for a in attack_runs[method]], attack_draws, picks,
+                                                 point, samples, defs)
         if attacks:
             row["attacks"] = attacks
         out.methods[method] = row
