@@ -152,7 +152,9 @@ def assign_prefixes(heads: Sequence[Sequence[int]], min_prefix: int = MIN_PREFIX
 def split_prefixes(model, seqs: Sequence[Sequence[int]], heads: Sequence[Sequence[int]] | None = None):
     """(prefixes, rests, keys/values by prefix): each row's cached prefix (chosen among `heads`, the part of
     each row that may be cached; default all but its last token), the tokens left to run, and every prefix
-    encoded once."""
+    encoded once. No prefixes (every row runs whole) for a model the cache does not work for."""
+    if not prefix_cache_supported(model):
+        return [()] * len(seqs), [list(seq) for seq in seqs], {}
     prefixes = assign_prefixes([seq[:-1] for seq in seqs] if heads is None else heads)
     device = next(model.parameters()).device
     kv = {p: encode_prefix(decoder_of(model), p, device) for p in set(prefixes) if p}

@@ -129,10 +129,8 @@ def continuation_logprobs(model, tokenizer, prompts: Sequence[str], continuation
     assert len(prompts) == len(continuations)
     pairs = [encode_pair(tokenizer, p, c, add_eot=add_eot) for p, c in zip(prompts, continuations)]
     seqs = [full for full, _ in pairs]
-    if kv_prefix.prefix_cache_supported(model):  # the prompt minus its last token (which predicts the continuation) may be cached
-        prefixes, rests, kv = kv_prefix.split_prefixes(model, seqs, [f[:len(f) - len(r) - 1] for f, r in pairs])
-    else:
-        prefixes, rests, kv = [()] * len(seqs), seqs, {}
+    # the prompt minus its last token (which predicts the continuation) may be cached
+    prefixes, rests, kv = kv_prefix.split_prefixes(model, seqs, [f[:len(f) - len(r) - 1] for f, r in pairs])
     order = sorted(range(len(pairs)), key=lambda i: len(rests[i]))
     scores: list[float] = [float("nan")] * len(pairs)
     bar = tqdm(total=len(pairs), desc=progress if isinstance(progress, str) else "score",

@@ -123,11 +123,12 @@ def test_scoring_caches_the_prefix_when_generation_cannot(tokenizer, monkeypatch
     tiny.generation_config.repetition_penalty = 1.3
     prompts = [lm.chat_prompt(tokenizer, q) for q in ("Who wrote Hamlet?", "Name a colour.")] * 2
     conts = ["Shakespeare", "Blue", "Marlowe", "Red"]
-    calls = []
-    real = kv_prefix.split_prefixes
-    monkeypatch.setattr(kv_prefix, "split_prefixes", lambda *a, **k: calls.append(1) or real(*a, **k))
+    used = []
+    real = kv_prefix.batch_inputs
+    monkeypatch.setattr(kv_prefix, "batch_inputs",
+                        lambda model, rests, prefixes, *a: used.append(any(prefixes)) or real(model, rests, prefixes, *a))
     cached = lm.continuation_logprobs(tiny, tokenizer, prompts, conts, batch_size=3)
-    assert calls
+    assert used and all(used)  # every batch ran on a cached prefix
     monkeypatch.setattr(kv_prefix, "prefix_cache_supported", lambda m: False)
     plain = lm.continuation_logprobs(tiny, tokenizer, prompts, conts, batch_size=3)
     assert cached == pytest.approx(plain, abs=1e-4)

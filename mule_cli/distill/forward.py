@@ -56,7 +56,7 @@ class ResponseLogits(nn.Module):
     def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """[B, R, d] final-norm hidden states at the response positions (needs `linear_head`)."""
         hidden = decoder_of(self.lm)(input_ids=input_ids, attention_mask=attention_mask,
-                                   use_cache=False).last_hidden_state
+                                     use_cache=False).last_hidden_state
         return hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
 
 

@@ -16,8 +16,7 @@ from typing import Hashable, Sequence
 
 import torch
 
-from ..kv_prefix import (MIN_PREFIX, best_prefix, cache_kwarg, decoder_of, encode_prefix, expanded_cache,
-                         prefix_cache_supported)
+from ..kv_prefix import MIN_PREFIX, best_prefix, cache_kwarg, decoder_of, encode_prefix, expanded_cache
 
 
 class PrefixCache:
@@ -35,8 +34,6 @@ class PrefixCache:
         self._kv: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self._decoder = decoder_of(net.lm)
         self._cache_arg = cache_kwarg(self._decoder)
-
-    supported = staticmethod(prefix_cache_supported)
 
     def share(self, group: Hashable, seqs: Sequence[Sequence[int]], keep: Sequence[int]) -> None:
         prefix = best_prefix([tuple(s[:len(s) - k]) for s, k in zip(seqs, keep)])

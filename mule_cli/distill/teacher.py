@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from ..kv_prefix import prefix_cache_supported
 from .batches import Batch
 from .config import parse_amplify
 from .forward import ResponseLogits
@@ -33,7 +34,7 @@ class Teacher:
         self.device = next(lm.parameters()).device
         # exact only when the logits are a linear function of the final hidden state
         self.cache: dict | None = {} if cache and self.net.logits_linear_in_hidden else None
-        self.prefixes = PrefixCache(self.net) if self.cache is not None and PrefixCache.supported(lm) else None
+        self.prefixes = PrefixCache(self.net) if self.cache is not None and prefix_cache_supported(lm) else None
 
     def share_prefixes(self, examples) -> None:
         """Declare the contexts the targets will be computed on, so the prefix each group of them shares

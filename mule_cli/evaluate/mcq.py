@@ -12,8 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import lm
-from ..kv_prefix import (batch_inputs, cache_kwarg, key_values, make_cache, output_cache, prefix_cache_supported,
-                         split_prefixes)
+from ..kv_prefix import batch_inputs, cache_kwarg, key_values, make_cache, output_cache, split_prefixes
 
 
 def score_options(model, tokenizer, prompts: Sequence[str], options: Sequence[Sequence[str]], *,
@@ -46,7 +45,7 @@ def score_options(model, tokenizer, prompts: Sequence[str], options: Sequence[Se
 def _shared_prefix_scores(model, tokenizer, prompts, options, batch_size, progress) -> list[list[float]]:
     """Each prompt runs once on top of the start it shares with the others (the system turn, encoded once:
     kv_prefix), then its options, sorted by length into batches of `batch_size` rows (an MMLU batch's
-    options range from 1 to 70 tokens: padded together, most of the work was padding), each on a copy of
+    options range from 1 to 73 tokens: padded together, most of the work was padding), each on a copy of
     its prompt's keys/values."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
@@ -54,10 +53,7 @@ def _shared_prefix_scores(model, tokenizer, prompts, options, batch_size, progre
     p_ids = [enc(p) for p in prompts]
     o_ids = [[enc(o) for o in opts] for opts in options]
     out = [[float("nan")] * len(opts) for opts in options]
-    if prefix_cache_supported(model):
-        prefixes, rests, kv = split_prefixes(model, p_ids)
-    else:
-        prefixes, rests, kv = [()] * len(p_ids), p_ids, {}
+    prefixes, rests, kv = split_prefixes(model, p_ids)
     order = sorted(range(len(prompts)), key=lambda i: (len(rests[i]), len(prefixes[i])))  # little padding
     cache_arg = cache_kwarg(model)
     bar = tqdm(total=sum(len(o) for o in options), desc=progress if isinstance(progress, str) else "score",
