@@ -23,3 +23,44 @@ def test_from_hidden_matches_logits_loss():
     torch.testing.assert_close(loss, ref.float(), rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(gh, rh, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(gw, rw, rtol=1e-5, atol=1e-7)
+
+
+def test_no_vocabulary_sized_buffer_waits_for_backward():
+    """Each call used to keep a dense fp32 [V, H] grad_W from forward to backward (one per objective per
+    step); now only the rows' (index, value) pairs and [N, H] tensors are saved."""
+    g = torch.Generator().manual_seed(1)
+    n, h, v = 12, 8, 300
+    hs = torch.randn(n, h, generator=g, requires_grad=True)
+    ws = torch.randn(v, h, generator=g, requires_grad=True)
+    loss = topk_union_smooth_l1_from_hidden(hs, ws, torch.randn(n, h, generator=g), torch.randn(v, h, generator=g),
+                                            k=5, chunk_size=5)
+    nodes, saved = [loss.grad_fn], []
+    while nodes:
+        node = nodes.pop()
+        saved += getattr(node, "saved_tensors", ())
+        nodes += [f for f, _ in node.next_functions if f is not None]
+    assert saved and all(v not in t.shape for t in saved)
+
+
+def test_tied_bf16_weight_accumulates_both_gradients():
+    """A tied embedding/lm_head in bf16: the op's gradient arrives in the weight's dtype and adds to the
+    embedding's, as the logits path's does."""
+    g = torch.Generator().manual_seed(2)
+    n, h, v = 20, 16, 400
+    w = torch.randn(v, h, generator=g).to(torch.bfloat16).requires_grad_()
+    tokens = torch.randint(0, v, (n,), generator=g)
+    ht, wt = torch.randn(n, h, generator=g), torch.randn(v, h, generator=g)
+
+    def run(from_hidden):
+        w.grad = None
+        hs = torch.nn.functional.embedding(tokens, w) * 1.5
+        if from_hidden:
+            loss = topk_union_smooth_l1_from_hidden(hs, w, ht, wt, k=6, chunk_size=7)
+        else:
+            loss = topk_union_smooth_l1_loss((hs @ w.t()).float(), ht @ wt.t(), k=6, impl="reference")
+        loss.backward()
+        return loss.detach(), w.grad
+    got, ref = run(True), run(False)
+    assert got[1].dtype == torch.bfloat16
+    torch.testing.assert_close(got[0], ref[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got[1].float(), ref[1].float(), rtol=2e-2, atol=2e-3)

@@ -72,17 +72,13 @@ def chunked_loss_sums(spec: MethodSpec, cfg, batch, student_hidden: torch.Tensor
                       teacher) -> dict[str, torch.Tensor]:
     """`ours` from hidden states: {objective: summed loss}, equal to loss_sums on the logits, without
     either side's [B, R, V] logits or a dense logits gradient (kernels/chunked.py)."""
-    from ..kernels.chunked import topk_union_smooth_l1_from_hidden
+    from ..kernels.chunked import topk_union_smooth_l1_rows_from_hidden
 
     valid = batch.student.valid.to(student_hidden.device)
-    t_hidden = teacher.hidden_targets(batch)
-    out = {}
-    for obj, rows in objective_rows(spec, batch, student_hidden.device):
-        v = valid[rows]
-        per = topk_union_smooth_l1_from_hidden(student_hidden[rows], student_head, t_hidden[rows], teacher.head_weight,
-                                               k=cfg.top_k, beta=cfg.beta, valid=v)
-        out[obj] = per * v.sum().to(torch.float32)
-    return out
+    # one call for the whole batch, so the step builds one dense lm_head gradient, not one per objective
+    per_position = topk_union_smooth_l1_rows_from_hidden(student_hidden, student_head, teacher.hidden_targets(batch),
+                                                         teacher.head_weight, k=cfg.top_k, beta=cfg.beta, valid=valid)
+    return {obj: per_position[rows].sum() for obj, rows in objective_rows(spec, batch, student_hidden.device)}
 
 
 def loss_sums(spec: MethodSpec, cfg, batch, student_logits: torch.Tensor, teacher=None) -> dict[str, torch.Tensor]:

@@ -18,6 +18,13 @@ import torch
 from .build import load_extension
 
 
+def row_terms(student, teacher, valid, k, beta):
+    """The kernel's raw output, no autograd: (row_loss [N], idx [N, W], val [N, W]) where val is the
+    gradient of each row's OWN loss. For callers that weight rows themselves (kernels/chunked.py)."""
+    ext = load_extension()
+    return (ext.forward_cuda if student.is_cuda else ext.forward_cpu)(student, teacher, valid, k, beta)
+
+
 def _finish(student, valid, row_loss, idx, val):
     n_valid = valid.sum().clamp_min(1).to(row_loss.dtype)
     loss = row_loss.sum() / n_valid
