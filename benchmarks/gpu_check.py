@@ -604,9 +604,9 @@ def _run_distill(ctx, out: Path) -> dict:
     model_dir, data = _prepare_distill(ctx)
     seen = []
     # Two ways into the kernel: logits (kernels.topk_union_smooth_l1_loss) and, for `ours` from
-    # CHUNKED_MIN_VOCAB on (V = 128,256 here), lm_head chunks (kernels.chunked's op). The dry run
+    # CHUNKED_MIN_VOCAB on (V = 128,256 here), lm_head chunks (kernels.chunked's row_terms). The dry run
     # lowers that threshold to its small V, so it takes the GPU's path.
-    real_loss, real_op = kernels.topk_union_smooth_l1_loss, chunked.topk_union_smooth_l1
+    real_loss, real_op = kernels.topk_union_smooth_l1_loss, chunked.row_terms
     real_min_vocab = train.CHUNKED_MIN_VOCAB
     chunked_from = min(real_min_vocab, ctx.vocab) if ctx.dry_run else real_min_vocab
 
@@ -618,7 +618,7 @@ def _run_distill(ctx, out: Path) -> dict:
         seen.append(("chunked", student.device.type, student.dtype, teacher.dtype))
         return real_op(student, teacher, *args)
 
-    kernels.topk_union_smooth_l1_loss, chunked.topk_union_smooth_l1 = spy_loss, spy_op
+    kernels.topk_union_smooth_l1_loss, chunked.row_terms = spy_loss, spy_op
     train.CHUNKED_MIN_VOCAB = chunked_from
     if out.exists():
         shutil.rmtree(out)
@@ -626,7 +626,7 @@ def _run_distill(ctx, out: Path) -> dict:
     try:
         summary = distill(_distill_config(ctx, model_dir, data, out))
     finally:
-        kernels.topk_union_smooth_l1_loss, chunked.topk_union_smooth_l1 = real_loss, real_op
+        kernels.topk_union_smooth_l1_loss, chunked.row_terms = real_loss, real_op
         train.CHUNKED_MIN_VOCAB = real_min_vocab
     seconds = time.perf_counter() - t0
     rows = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines() if x.strip()]

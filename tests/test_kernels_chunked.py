@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mule_cli.kernels import topk_union_smooth_l1_loss
@@ -64,3 +65,46 @@ def test_tied_bf16_weight_accumulates_both_gradients():
     assert got[1].dtype == torch.bfloat16
     torch.testing.assert_close(got[0], ref[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got[1].float(), ref[1].float(), rtol=2e-2, atol=2e-3)
+
+
+def test_padding_rows_cost_nothing_and_nonfinite_valid_rows_are_named():
+    """Only valid rows are computed: a NaN hidden state at a padded position is ignored (as the logits
+    loss ignores it), one at a valid position is reported by its flattened index; no valid row -> 0."""
+    from mule_cli.kernels import NonFiniteLogits
+
+    g = torch.Generator().manual_seed(3)
+    n, h, v = 10, 8, 200
+    hs = torch.randn(n, h, generator=g)
+    ws, ht, wt = torch.randn(v, h, generator=g), torch.randn(n, h, generator=g), torch.randn(v, h, generator=g)
+    valid = torch.ones(n, dtype=torch.bool)
+    valid[[2, 7]] = False
+    hs[7] = float("nan")
+    got = topk_union_smooth_l1_from_hidden(hs, ws, ht, wt, k=4, valid=valid, chunk_size=3)
+    want = topk_union_smooth_l1_loss(hs @ ws.t(), ht @ wt.t(), k=4, valid=valid, impl="reference")
+    torch.testing.assert_close(got, want.float(), rtol=1e-5, atol=1e-6)
+    hs[5] = float("inf")
+    with pytest.raises(NonFiniteLogits, match="position 5 "):
+        topk_union_smooth_l1_from_hidden(hs, ws, ht, wt, k=4, valid=valid, chunk_size=3)
+    w = ws.clone().requires_grad_()
+    none = topk_union_smooth_l1_from_hidden(hs, w, ht, wt, k=4, valid=torch.zeros(n, dtype=torch.bool))
+    none.backward()
+    assert none.item() == 0.0 and not w.grad.any()
+
+
+def test_under_bf16_autocast_fp32_master_weights_get_fp32_gradients():
+    """Training under --dtype bf16 autocast: bf16 hidden states, fp32 master lm_head; the op runs, stays close
+    to the fp32 loss, and hands each input a gradient of its own dtype."""
+    g = torch.Generator().manual_seed(4)
+    n, h, v = 16, 8, 300
+    x = torch.randn(n, h, generator=g)
+    proj = torch.randn(h, h, generator=g).requires_grad_()
+    ws = torch.randn(v, h, generator=g).requires_grad_()
+    ht, wt = torch.randn(n, h, generator=g), torch.randn(v, h, generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hs = x @ proj
+        assert hs.dtype == torch.bfloat16
+        loss = topk_union_smooth_l1_from_hidden(hs, ws, ht, wt, k=5, chunk_size=6)
+    loss.backward()
+    want = topk_union_smooth_l1_loss((x @ proj) @ ws.t(), ht @ wt.t(), k=5, impl="reference")
+    assert ws.grad.dtype == torch.float32 and proj.grad.dtype == torch.float32
+    torch.testing.assert_close(loss, want.detach(), rtol=0.05, atol=0.05)

@@ -17,44 +17,52 @@ from .op import row_terms
 from .reference import nonfinite_error
 
 
+LOGITS_PER_CHUNK = 1 << 24  # elements of one chunk's [rows, V] logits (64 MB in fp32): rows = this // V
+
+
 class _RowsFromHidden(torch.autograd.Function):
-    """[N] per-row losses (0 at invalid rows) from hidden states; gradients to hs and ws."""
+    """[N] per-row losses (0 at invalid rows) from hidden states; gradients to hs and ws. Only valid rows
+    are computed (padding is most of a ragged batch's rows)."""
 
     @staticmethod
     def forward(ctx, hs, ws, ht, wt, valid, k, beta, chunk_size):
-        n = hs.shape[0]
+        rows = valid.nonzero().squeeze(1)
+        losses = torch.zeros(hs.shape[0], dtype=torch.float32, device=hs.device)
         grad_h = torch.zeros(hs.shape, dtype=torch.float32, device=hs.device)
-        losses, indices, values = [], [], []
-        for start in range(0, n, chunk_size):
-            rows = slice(start, min(n, start + chunk_size))
-            row_loss, idx, val = row_terms((hs[rows] @ ws.t())[None], (ht[rows] @ wt.t())[None], valid[rows][None],
-                                           k, beta)
+        indices, values = [], []
+        for start in range(0, rows.numel(), chunk_size):
+            chunk = rows[start:start + chunk_size]
+            row_loss, idx, val = row_terms((hs[chunk] @ ws.t())[None], (ht[chunk] @ wt.t())[None],
+                                           torch.ones((1, chunk.numel()), dtype=torch.bool, device=hs.device), k, beta)
             bad = ~torch.isfinite(row_loss)
             if bool(bad.any()):
-                raise nonfinite_error(start + int(bad.nonzero()[0, 0]))
-            val = val.float()
+                raise nonfinite_error(int(chunk[bad.nonzero()[0, 0]]))
             padding = torch.zeros_like(idx, dtype=torch.bool)
             padding[:, 1:] = idx[:, 1:] == idx[:, :1]  # padded slots repeat slot 0; union members are distinct
-            val = val.masked_fill(padding, 0.0)
-            grad_h[rows] = torch.einsum("ru,ruh->rh", val, ws[idx].float())
-            losses.append(row_loss.float())
+            val = val.float().masked_fill(padding, 0.0)
+            with torch.autocast(hs.device.type, enabled=False):  # fp32 accumulation under a bf16 autocast too
+                grad_h[chunk] = torch.einsum("ru,ruh->rh", val, ws[idx].float())
+            losses[chunk] = row_loss.float()
             indices.append(idx)
             values.append(val)
-        ctx.save_for_backward(grad_h, hs, torch.cat(indices), torch.cat(values))
+        width = min(2 * k, ws.shape[0])
+        empty = (torch.zeros((0, width), dtype=torch.int64, device=hs.device),
+                 torch.zeros((0, width), dtype=torch.float32, device=hs.device))
+        ctx.save_for_backward(grad_h, hs, rows, torch.cat(indices or [empty[0]]), torch.cat(values or [empty[1]]))
         ctx.dtypes = (hs.dtype, ws.dtype)
         ctx.vocab = ws.shape[0]
-        return torch.cat(losses)
+        return losses
 
     @staticmethod
     def backward(ctx, grad_rows):
-        grad_h, hs, idx, val = ctx.saved_tensors
+        grad_h, hs, rows, idx, val = ctx.saved_tensors
         scale = grad_rows.float()[:, None]
-        rows = torch.arange(idx.shape[0], device=idx.device).repeat_interleave(idx.shape[1])
-        # grad_W[v] = Σ over (row r, slot u) with idx[r, u] == v of val[r, u]·h[r]: one sparse [V, N] × dense
-        # [N, H] product, accumulated in fp32
-        pairs = torch.sparse_coo_tensor(torch.stack([idx.reshape(-1), rows]), (val * scale).reshape(-1),
-                                        (ctx.vocab, idx.shape[0]), check_invariants=False)
-        grad_w = torch.sparse.mm(pairs, hs.float())
+        slot_row = torch.arange(rows.numel(), device=idx.device).repeat_interleave(idx.shape[1])
+        # grad_W[v] = Σ over (valid row r, slot u) with idx[r, u] == v of val[r, u]·h[r]: one sparse [V, n] ×
+        # dense [n, H] product, accumulated in fp32
+        pairs = torch.sparse_coo_tensor(torch.stack([idx.reshape(-1), slot_row]), (val * scale[rows]).reshape(-1),
+                                        (ctx.vocab, rows.numel()), check_invariants=False)
+        grad_w = torch.sparse.mm(pairs, hs[rows].float())
         return (grad_h * scale).to(ctx.dtypes[0]), grad_w.to(ctx.dtypes[1]), None, None, None, None, None, None
 
 
@@ -66,7 +74,7 @@ def topk_union_smooth_l1_rows_from_hidden(
     k: int = 20,
     beta: float = 1.0,
     valid: torch.Tensor | None = None,
-    chunk_size: int = 1024,
+    chunk_size: int | None = None,
 ) -> torch.Tensor:
     """Per-position losses (shape of the hidden states without H; 0 where not valid), equal to the rows of
     topk_union_smooth_l1_loss(h_s @ W_s.T, h_t @ W_t.T, ...), with gradients to the student's hidden
@@ -87,13 +95,14 @@ def topk_union_smooth_l1_rows_from_hidden(
     if not beta > 0:
         raise ValueError(f"beta must be > 0, got {beta!r}")
     mask = torch.ones(hs.shape[0], dtype=torch.bool, device=hs.device) if valid is None else valid.reshape(-1).to(hs.device)
+    chunk_size = chunk_size or max(1, LOGITS_PER_CHUNK // vocab)  # rows whose logits exist at once
     rows = _RowsFromHidden.apply(hs, student_weight, ht, teacher_weight.detach(), mask, int(k), float(beta),
                                  int(chunk_size))
     return rows.view(student_hidden.shape[:-1])
 
 
 def topk_union_smooth_l1_from_hidden(student_hidden, student_weight, teacher_hidden, teacher_weight, k=20, beta=1.0,
-                                     valid=None, chunk_size=1024) -> torch.Tensor:
+                                     valid=None, chunk_size=None) -> torch.Tensor:
     """Same value as topk_union_smooth_l1_loss(h_s @ W_s.T, h_t @ W_t.T, ...): the mean over valid rows."""
     rows = topk_union_smooth_l1_rows_from_hidden(student_hidden, student_weight, teacher_hidden, teacher_weight, k,
                                                  beta, valid, chunk_size)
