@@ -45,10 +45,12 @@ class _RowsFromHidden(torch.autograd.Function):
             losses[chunk] = row_loss.float()
             indices.append(idx)
             values.append(val)
-        width = min(2 * k, ws.shape[0])
-        empty = (torch.zeros((0, width), dtype=torch.int64, device=hs.device),
-                 torch.zeros((0, width), dtype=torch.float32, device=hs.device))
-        ctx.save_for_backward(grad_h, hs, rows, torch.cat(indices or [empty[0]]), torch.cat(values or [empty[1]]))
+        if indices:
+            idx, val = torch.cat(indices), torch.cat(values)
+        else:  # no valid row: nothing reaches the lm_head
+            idx = torch.zeros((0, min(2 * k, ws.shape[0])), dtype=torch.int64, device=hs.device)
+            val = idx.float()
+        ctx.save_for_backward(grad_h, hs, rows, idx, val)
         ctx.dtypes = (hs.dtype, ws.dtype)
         ctx.vocab = ws.shape[0]
         return losses
