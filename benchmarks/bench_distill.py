@@ -108,6 +108,7 @@ def child(args) -> dict:
     from mule_cli.distill.forward import ResponseLogits
     from mule_cli.distill.methods import chunked_loss_sums, loss_sums, spec_for
     from mule_cli.distill.teacher import Teacher
+    from mule_cli.distill.train import adamw
     from mule_cli.intentions import build_intentions
     from mule_cli.models import pick_device, pick_dtype, resolve_model, load_tokenizer
     from transformers import AutoModelForCausalLM
@@ -140,7 +141,7 @@ def child(args) -> dict:
 
         enable(lm, args.qa_child)
     student = ResponseLogits(lm)
-    opt = torch.optim.AdamW(student.parameters(), lr=1e-5)
+    opt = adamw(list(student.parameters()), lr=1e-5)  # training's optimizer
     cuda = device.startswith("cuda")
 
     chunked = args.chunked

@@ -223,6 +223,28 @@ def test_resume_after_interrupt_ends_with_the_same_weights(tiny_model_dir, data_
     assert steps == [1, 2, 3, 4]
 
 
+def test_training_uses_fused_adamw_where_torch_has_it():
+    """The fused step allocates no parameter-sized temporaries (the default CPU loop makes two per tensor, which
+    set a small batch's peak memory) and takes one pass; it must match the unfused AdamW to rounding."""
+    from mule_cli.distill.train import adamw
+
+    torch.manual_seed(0)
+    start, grads = torch.randn(300, 16), [torch.randn(300, 16) for _ in range(3)]
+    results = {}
+    for fused in (True, False):
+        p = torch.nn.Parameter(start.clone())
+        opt = adamw([p], lr=1e-2, weight_decay=0.1) if fused else torch.optim.AdamW([p], lr=1e-2, weight_decay=0.1,
+                                                                                       foreach=False)
+        assert bool(opt.param_groups[0]["fused"]) is fused
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+        results[fused] = p.detach()
+    assert torch.allclose(results[True], results[False], atol=1e-6, rtol=0)
+    integer = torch.nn.Parameter(torch.zeros(2, dtype=torch.int64), requires_grad=False)
+    assert not adamw([integer], lr=1e-3).param_groups[0]["fused"]  # no fused kernel for it: the default step
+
+
 def test_resume_refuses_changed_options(tiny_model_dir, data_file, tmp_path):
     out = tmp_path / "o"
     distill(config(tiny_model_dir, data_file, out, max_steps=1, save_every=1))

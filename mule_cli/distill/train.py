@@ -61,6 +61,15 @@ def _load_lm(path: Path, dtype, device: str):
     return lm.to(device)
 
 
+def adamw(params: list, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
+    """AdamW, fused where torch has the kernel for these parameters (float tensors on CPU or CUDA). Why: the fused
+    step updates a tensor in one pass, while the default step allocates temporaries the size of each parameter
+    (two per tensor in the CPU loop; on CUDA, foreach, the whole model's), which set the peak memory of a small
+    batch."""
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+
+
 def lr_lambda(cfg: DistillConfig, total: int) -> Callable[[int], float]:
     warm = min(cfg.warmup_steps, max(total - 1, 0))
 
@@ -240,8 +249,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
     lm, quant = _student(cfg, model_path, device)
     module = D.wrap(ResponseLogits(lm), dist, fsdp=cfg.fsdp, device=device)
     head = _chunked_head(cfg, spec, lm, teacher, quant, device)
-    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay)
+    optimizer = adamw([p for p in module.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
 
     start, bad_run = 0, 0
