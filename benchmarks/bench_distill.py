@@ -105,7 +105,7 @@ def child(args) -> dict:
         torch.set_num_threads(args.threads)
     from mule_cli.distill.batches import build_examples, collate
     from mule_cli.distill.config import DistillConfig
-    from mule_cli.distill.forward import ResponseLogits
+    from mule_cli.distill.forward import ResponseLogits, tied_head
     from mule_cli.distill.methods import chunked_loss_sums, loss_sums, spec_for
     from mule_cli.distill.teacher import Teacher
     from mule_cli.distill.train import adamw
@@ -153,7 +153,7 @@ def child(args) -> dict:
             s = student(*(t.to(device) for t in (batch.student.input_ids, batch.student.attention_mask,
                                                   batch.student.positions)), hidden=chunked)
             if chunked:
-                terms = chunked_loss_sums(spec, cfg, batch, s, student.head.weight, teacher)
+                terms = chunked_loss_sums(spec, cfg, batch, s, student.head.weight, teacher, tied_head(lm))
         if not chunked:
             terms = loss_sums(spec, cfg, batch, s, teacher)
         loss = sum(v / max(1, int(batch.student.valid[[i for i, e in enumerate(examples) if e.objective == o]].sum()))

@@ -43,9 +43,11 @@ def test_no_vocabulary_sized_buffer_waits_for_backward():
     assert saved and all(v not in t.shape for t in saved)
 
 
-def test_tied_bf16_weight_accumulates_both_gradients():
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_tied_bf16_weight_accumulates_both_gradients(sparse):
     """A tied embedding/lm_head in bf16: the op's gradient arrives in the weight's dtype and adds to the
-    embedding's, as the logits path's does."""
+    embedding's, as the logits path's does; sparse_weight_grad sends only the touched rows (which autograd
+    adds into the embedding's dense gradient, so .grad stays dense)."""
     g = torch.Generator().manual_seed(2)
     n, h, v = 20, 16, 400
     w = torch.randn(v, h, generator=g).to(torch.bfloat16).requires_grad_()
@@ -56,13 +58,17 @@ def test_tied_bf16_weight_accumulates_both_gradients():
         w.grad = None
         hs = torch.nn.functional.embedding(tokens, w) * 1.5
         if from_hidden:
-            loss = topk_union_smooth_l1_from_hidden(hs, w, ht, wt, k=6, chunk_size=7)
+            loss = topk_union_smooth_l1_from_hidden(hs, w, ht, wt, k=6, chunk_size=7, sparse_weight_grad=sparse)
         else:
             loss = topk_union_smooth_l1_loss((hs @ w.t()).float(), ht @ wt.t(), k=6, impl="reference")
         loss.backward()
         return loss.detach(), w.grad
     got, ref = run(True), run(False)
-    assert got[1].dtype == torch.bfloat16
+    assert got[1].dtype == torch.bfloat16 and not got[1].is_sparse
+    head_only = topk_union_smooth_l1_from_hidden(torch.nn.functional.embedding(tokens, w).detach(), w, ht, wt, k=6,
+                                                 chunk_size=7, sparse_weight_grad=sparse)
+    (own,) = torch.autograd.grad(head_only, w)
+    assert own.is_sparse is sparse and (not sparse or own._nnz() < v)
     torch.testing.assert_close(got[0], ref[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got[1].float(), ref[1].float(), rtol=2e-2, atol=2e-3)
 

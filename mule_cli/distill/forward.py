@@ -60,6 +60,12 @@ class ResponseLogits(nn.Module):
         return hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
 
 
+def tied_head(lm: nn.Module) -> bool:
+    """The lm_head weight is the input embedding's tensor: autograd sums their gradients before the leaf."""
+    embedding, head = lm.get_input_embeddings(), lm.get_output_embeddings()
+    return embedding is not None and head is not None and embedding.weight is head.weight
+
+
 def decoder_layers(lm: nn.Module) -> list[nn.Module]:
     """The transformer blocks (the longest ModuleList), for gradient analysis."""
     best = []

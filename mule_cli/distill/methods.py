@@ -69,15 +69,17 @@ def objective_rows(spec: MethodSpec, batch, device):
 
 
 def chunked_loss_sums(spec: MethodSpec, cfg, batch, student_hidden: torch.Tensor, student_head: torch.Tensor,
-                      teacher) -> dict[str, torch.Tensor]:
+                      teacher, sparse_head_grad: bool = False) -> dict[str, torch.Tensor]:
     """`ours` from hidden states: {objective: summed loss}, equal to loss_sums on the logits, without
-    either side's [B, R, V] logits or a dense logits gradient (kernels/chunked.py)."""
+    either side's [B, R, V] logits or a dense logits gradient (kernels/chunked.py). sparse_head_grad: the
+    head is tied to the input embedding (its gradient is then added into the embedding's)."""
     from ..kernels.chunked import topk_union_smooth_l1_rows_from_hidden
 
     valid = batch.student.valid.to(student_hidden.device)
     # one call for the whole batch, so the step builds one dense lm_head gradient, not one per objective
     per_position = topk_union_smooth_l1_rows_from_hidden(student_hidden, student_head, teacher.hidden_targets(batch),
-                                                         teacher.head_weight, k=cfg.top_k, beta=cfg.beta, valid=valid)
+                                                         teacher.head_weight, k=cfg.top_k, beta=cfg.beta, valid=valid,
+                                                         sparse_weight_grad=sparse_head_grad)
     return {obj: per_position[rows].sum() for obj, rows in objective_rows(spec, batch, student_hidden.device)}
 
 

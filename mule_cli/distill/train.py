@@ -11,7 +11,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import click
 import torch
@@ -27,7 +27,7 @@ from . import distributed as D
 from .batches import (anchor_units, build_examples, collate, split_for_rank, student_prompt, teacher_prompt,
                       training_plan)
 from .config import DISTILL_METHODS, DistillConfig, config_changes
-from .forward import ResponseLogits, decoder_layers
+from .forward import ResponseLogits, decoder_layers, tied_head
 from .lora import add_lora, merge_lora
 from .methods import chunked_loss_sums, loss_sums, spec_for, units
 from .responses import records_answered_by, teacher_responses
@@ -205,17 +205,22 @@ def _student(cfg, model_path, device):
     return lm.train(), quant
 
 
-def _chunked_head(cfg, spec, lm, teacher, quant, device):
-    """For `ours` on a vocabulary of CHUNKED_MIN_VOCAB or more: a function giving the student's lm_head
-    weight (on the --quant-aware grid when that step is quantized), so the loss runs from hidden states
-    chunk by chunk (kernels/chunked.py) and neither side's [B, R, V] logits exist. None = the logits path:
+class ChunkedHead(NamedTuple):
+    weight: Callable[[], torch.Tensor]  # the student's lm_head weight (on the --quant-aware grid when quantized)
+    sparse_grad: bool  # a head tied to the input embedding, no fake-quantization between: its gradient goes sparse
+
+
+def _chunked_head(cfg, spec, lm, teacher, quant, device) -> ChunkedHead | None:
+    """For `ours` on a vocabulary of CHUNKED_MIN_VOCAB or more: the student's lm_head, so the loss runs from
+    hidden states chunk by chunk (kernels/chunked.py) and neither side's [B, R, V] logits exist. None = the logits path:
     smaller vocabularies, other methods, FSDP (the head is sharded outside the forward), a soft-capped or
     unusual head (no teacher cache), or no fused kernel."""
     head = lm.get_output_embeddings()
     if (spec.name != "ours" or cfg.fsdp or cfg.loss_impl == "reference" or teacher is None or teacher.cache is None
             or head is None or head.weight.shape[0] < CHUNKED_MIN_VOCAB or not backend(device).startswith("fused")):
         return None
-    return lambda: quant.weight(head.weight) if quant is not None else head.weight
+    return ChunkedHead(lambda: quant.weight(head.weight) if quant is not None else head.weight,
+                       sparse_grad=quant is None and tied_head(lm))
 
 
 def _distill(cfg, records, dist, device, out, on_step) -> dict:
@@ -408,7 +413,7 @@ def _micro_batch_loss(cfg, spec, batch, module, head, teacher, device, autocast_
             terms = loss_sums(spec, cfg, batch, s, teacher)
         else:
             with autocast:
-                terms = chunked_loss_sums(spec, cfg, batch, s, head(), teacher)
+                terms = chunked_loss_sums(spec, cfg, batch, s, head.weight(), teacher, head.sparse_grad)
     except NonFiniteLogits:  # the teacher's logits
         return zero, {}, False
     loss = sum((cfg.weights[obj] * value / counts[obj] for obj, value in terms.items()), zero)

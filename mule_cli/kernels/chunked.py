@@ -5,7 +5,8 @@ the fused kernel selects its top-K union, and the gradient is pushed straight th
 from the SPARSE (index, value) pairs — grad_hidden[r] = Σ_u val[r,u]·W[idx[r,u]] and
 grad_W[idx[r,u]] += val[r,u]·h[r] — so neither full logits nor a dense logits gradient ever exist.
 Peak extra memory is O(chunk·V) instead of O(N·V); the dense grad_W (the parameter's gradient)
-exists only from backward on, once per call. One call returns every row's loss, so a training step
+exists only from backward on, once per call, and for a head tied to the input embedding not at all
+(sparse_weight_grad: the touched rows go into the embedding's gradient). One call returns every row's loss, so a training step
 weights its objectives' rows with one call and one grad_W. Requires the fused extension.
 """
 
@@ -25,7 +26,7 @@ class _RowsFromHidden(torch.autograd.Function):
     are computed (padding is most of a ragged batch's rows)."""
 
     @staticmethod
-    def forward(ctx, hs, ws, ht, wt, valid, k, beta, chunk_size):
+    def forward(ctx, hs, ws, ht, wt, valid, k, beta, chunk_size, sparse_grad):
         rows = valid.nonzero().squeeze(1)
         losses = torch.zeros(hs.shape[0], dtype=torch.float32, device=hs.device)
         grad_h = torch.zeros(hs.shape, dtype=torch.float32, device=hs.device)
@@ -52,20 +53,33 @@ class _RowsFromHidden(torch.autograd.Function):
             val = idx.float()
         ctx.save_for_backward(grad_h, hs, rows, idx, val)
         ctx.dtypes = (hs.dtype, ws.dtype)
-        ctx.vocab = ws.shape[0]
+        ctx.vocab, ctx.sparse_grad = ws.shape[0], sparse_grad
         return losses
 
     @staticmethod
     def backward(ctx, grad_rows):
         grad_h, hs, rows, idx, val = ctx.saved_tensors
         scale = grad_rows.float()[:, None]
-        slot_row = torch.arange(rows.numel(), device=idx.device).repeat_interleave(idx.shape[1])
-        # grad_W[v] = Σ over (valid row r, slot u) with idx[r, u] == v of val[r, u]·h[r]: one sparse [V, n] ×
-        # dense [n, H] product, accumulated in fp32
-        pairs = torch.sparse_coo_tensor(torch.stack([idx.reshape(-1), slot_row]), (val * scale[rows]).reshape(-1),
-                                        (ctx.vocab, rows.numel()), check_invariants=False)
-        grad_w = torch.sparse.mm(pairs, hs[rows].float())
-        return (grad_h * scale).to(ctx.dtypes[0]), grad_w.to(ctx.dtypes[1]), None, None, None, None, None, None
+        grad_w = None
+        if ctx.needs_input_grad[1]:  # a frozen head (LoRA) needs none
+            grad_w = _weight_grad(idx, (val * scale[rows]).reshape(-1), hs[rows].float(), ctx.vocab, ctx.sparse_grad)
+            grad_w = grad_w.to(ctx.dtypes[1])
+        return (grad_h * scale).to(ctx.dtypes[0]), grad_w, None, None, None, None, None, None, None
+
+
+def _weight_grad(idx, values, hidden, vocab: int, sparse: bool) -> torch.Tensor:
+    """grad_W[v] = Σ over (valid row r, slot u) with idx[r, u] == v of val[r, u]·h[r]: one sparse × dense
+    product, accumulated in fp32. Dense [V, H], or (sparse) a COO tensor holding only the touched rows."""
+    slot_row = torch.arange(idx.shape[0], device=idx.device).repeat_interleave(idx.shape[1])
+    token = idx.reshape(-1)
+    if sparse:
+        touched, token = token.unique(return_inverse=True)
+    pairs = torch.sparse_coo_tensor(torch.stack([token, slot_row]), values,
+                                    (touched.numel() if sparse else vocab, idx.shape[0]), check_invariants=False)
+    block = torch.sparse.mm(pairs, hidden)
+    if not sparse:
+        return block
+    return torch.sparse_coo_tensor(touched[None], block, (vocab, hidden.shape[1]), is_coalesced=True)
 
 
 def topk_union_smooth_l1_rows_from_hidden(
@@ -77,10 +91,15 @@ def topk_union_smooth_l1_rows_from_hidden(
     beta: float = 1.0,
     valid: torch.Tensor | None = None,
     chunk_size: int | None = None,
+    sparse_weight_grad: bool = False,
 ) -> torch.Tensor:
     """Per-position losses (shape of the hidden states without H; 0 where not valid), equal to the rows of
     topk_union_smooth_l1_loss(h_s @ W_s.T, h_t @ W_t.T, ...), with gradients to the student's hidden
-    states and lm_head weight [V, H]; the teacher gets none."""
+    states and lm_head weight [V, H]; the teacher gets none.
+
+    sparse_weight_grad: the weight's gradient as a sparse COO tensor of the rows the top-K unions touched.
+    Only for a head tied to the input embedding: autograd then adds it in place into the embedding's dense
+    gradient, so the step holds one [V, H] gradient, not two; an untied head's .grad would stay sparse."""
     from . import build
 
     build.load_extension()
@@ -99,14 +118,14 @@ def topk_union_smooth_l1_rows_from_hidden(
     mask = torch.ones(hs.shape[0], dtype=torch.bool, device=hs.device) if valid is None else valid.reshape(-1).to(hs.device)
     chunk_size = chunk_size or max(1, LOGITS_PER_CHUNK // vocab)  # rows whose logits exist at once
     rows = _RowsFromHidden.apply(hs, student_weight, ht, teacher_weight.detach(), mask, int(k), float(beta),
-                                 int(chunk_size))
+                                 int(chunk_size), bool(sparse_weight_grad))
     return rows.view(student_hidden.shape[:-1])
 
 
 def topk_union_smooth_l1_from_hidden(student_hidden, student_weight, teacher_hidden, teacher_weight, k=20, beta=1.0,
-                                     valid=None, chunk_size=None) -> torch.Tensor:
+                                     valid=None, chunk_size=None, sparse_weight_grad=False) -> torch.Tensor:
     """Same value as topk_union_smooth_l1_loss(h_s @ W_s.T, h_t @ W_t.T, ...): the mean over valid rows."""
     rows = topk_union_smooth_l1_rows_from_hidden(student_hidden, student_weight, teacher_hidden, teacher_weight, k,
-                                                 beta, valid, chunk_size)
+                                                 beta, valid, chunk_size, sparse_weight_grad)
     n_valid = rows.numel() if valid is None else int(valid.sum())
     return rows.sum() / max(1, n_valid)
