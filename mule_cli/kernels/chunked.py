@@ -79,7 +79,8 @@ def _weight_grad(idx, values, hidden, vocab: int, sparse: bool) -> torch.Tensor:
     block = torch.sparse.mm(pairs, hidden)
     if not sparse:
         return block
-    return torch.sparse_coo_tensor(touched[None], block, (vocab, hidden.shape[1]), is_coalesced=True)
+    return torch.sparse_coo_tensor(touched[None], block, (vocab, hidden.shape[1]), is_coalesced=True,
+                                   check_invariants=False)
 
 
 def topk_union_smooth_l1_rows_from_hidden(
