@@ -55,13 +55,13 @@ def test_a_128k_vocabulary_trains_from_hidden_states_to_the_logits_paths_weights
     make_tiny_llama(128_256).save_pretrained(model_dir, safe_serialization=True)
     tokenizer.save_pretrained(model_dir)
     data = write_jsonl(tmp_path / "d.jsonl", RECORDS)
-    chunked, n_chunked = _run(model_dir, data, tmp_path / "chunked", monkeypatch, loss_impl="auto",
+    chunked, chunked_calls = _run(model_dir, data, tmp_path / "chunked", monkeypatch, loss_impl="auto",
                               amplify="forget=2,neighbor=1", **extra)
-    logits, n_logits = _run(model_dir, data, tmp_path / "logits", monkeypatch, loss_impl="reference",
+    logits, logits_calls = _run(model_dir, data, tmp_path / "logits", monkeypatch, loss_impl="reference",
                             amplify="forget=2,neighbor=1", **extra)
-    assert n_chunked and not n_logits
+    assert chunked_calls and not logits_calls
     # the tied head's gradient goes sparse (added into the embedding's), except through the fake-quantizer
-    assert set(n_chunked) == {not extra}
+    assert set(chunked_calls) == {not extra}
     # atol: a tenth of one AdamW step (lr 1e-3), so any element moved the wrong way still fails; 1e-5 was
     # exceeded by 1 of 4.1M elements (1.8e-5) on an AMD EPYC, where BLAS sums in another order than on Xeon
     for key in chunked:

@@ -6,8 +6,9 @@ from the SPARSE (index, value) pairs — grad_hidden[r] = Σ_u val[r,u]·W[idx[r
 grad_W[idx[r,u]] += val[r,u]·h[r] — so neither full logits nor a dense logits gradient ever exist.
 Peak extra memory is O(chunk·V) instead of O(N·V); the dense grad_W (the parameter's gradient)
 exists only from backward on, once per call, and for a head tied to the input embedding not at all
-(sparse_weight_grad: the touched rows go into the embedding's gradient). One call returns every row's loss, so a training step
-weights its objectives' rows with one call and one grad_W. Requires the fused extension.
+(sparse_weight_grad: the touched rows go into the embedding's gradient). One call returns every row's
+loss, so a training step weights its objectives' rows with one call and one grad_W. Requires the fused
+extension.
 """
 
 from __future__ import annotations
