@@ -14,10 +14,10 @@ Variants (JSON `variant`):
   c              prefix + output cache + chunked loss (no [B, R, V] logits), on a step whose teacher
                  targets are cached (every epoch after the first)
   c_first_epoch  c on a step that computes its teacher targets (the first epoch)
-  cached_logits  c with the logits loss instead of the chunked one: what training runs below a
-                 65,536-token vocabulary (the default model)
+  cached_logits  c with the logits loss instead of the chunked one: what training ran before the
+                 chunked loss became the default (FSDP still does)
   floor          a precomputed target: student forward + backward + optimizer step alone
-  quant_aware    (--quant-aware GRID) cached_logits through fake-quantized weights
+  quant_aware    (--quant-aware GRID) c through fake-quantized weights
 --tiny-vocab V runs the same rows on a tiny random Llama with a V-token vocabulary (e.g. 128256, Llama 3's),
 where the logits, not the model, dominate memory.
 
@@ -136,10 +136,11 @@ def child(args) -> dict:
         fixed = teacher.logits(batch)
         teacher = types.SimpleNamespace(logits=lambda _batch: fixed)
     lm = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(device).train()
+    quant = None
     if args.qa_child:  # --quant-aware: every measured step is a quantized one (training alternates)
         from mule_cli.distill.quant_aware import enable
 
-        enable(lm, args.qa_child)
+        quant = enable(lm, args.qa_child)
     student = ResponseLogits(lm)
     opt = adamw(list(student.parameters()), lr=1e-5)  # training's optimizer
     cuda = device.startswith("cuda")
@@ -153,7 +154,8 @@ def child(args) -> dict:
             s = student(*(t.to(device) for t in (batch.student.input_ids, batch.student.attention_mask,
                                                   batch.student.positions)), hidden=chunked)
             if chunked:
-                terms = chunked_loss_sums(spec, cfg, batch, s, student.head.weight, teacher, tied_head(lm))
+                head = student.head.weight if quant is None else quant.weight(student.head.weight)
+                terms = chunked_loss_sums(spec, cfg, batch, s, head, teacher, quant is None and tied_head(lm))
         if not chunked:
             terms = loss_sums(spec, cfg, batch, s, teacher)
         loss = sum(v / max(1, int(batch.student.valid[[i for i, e in enumerate(examples) if e.objective == o]].sum()))
@@ -229,7 +231,7 @@ def main():
                 ("c_first_epoch", "fused", ["--teacher", "cached", "--chunked", "--fresh"]),
                 ("cached_logits", "fused", ["--teacher", "cached"]), ("floor", "fused", ["--teacher", "floor"])]
     if args.quant_aware:
-        variants.append(("quant_aware", "fused", ["--qa-child", args.quant_aware, "--teacher", "cached"]))
+        variants.append(("quant_aware", "fused", ["--qa-child", args.quant_aware, "--teacher", "cached", "--chunked"]))
     # A fixed malloc mmap threshold: freed large blocks go back to the OS, so the RSS high-water mark sees
     # each step's real peak (glibc's adaptive threshold would keep them on the heap after the warm-up step).
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
@@ -263,8 +265,8 @@ def _report(rows: dict) -> None:
     print(f"chunked loss: c/cached_logits time x{ratio(c, rows['cached_logits']):.3f}; "
           f"peak extra memory c/a x{ratio(c, a, 'peak_mb'):.3f} (target <= 0.25 at V = 128,256)")
     if "quant_aware" in rows:
-        q = ratio(rows["quant_aware"], rows["cached_logits"])
-        print(f"quant-aware/cached_logits: quantized step x{q:.3f}; a run alternates quantized and plain steps: "
+        q = ratio(rows["quant_aware"], c)
+        print(f"quant-aware/c: quantized step x{q:.3f}; a run alternates quantized and plain steps: "
               f"x{(1 + q) / 2:.3f} per step on average")
 
 

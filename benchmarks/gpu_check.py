@@ -595,20 +595,15 @@ def _run_distill(ctx, out: Path) -> dict:
     from safetensors.torch import load_file
 
     import mule_cli.kernels as kernels
+    import mule_cli.kernels.chunked as chunked
     from mule_cli.distill import distill
     from mule_cli.models import load_model
 
-    import mule_cli.distill.train as train
-    import mule_cli.kernels.chunked as chunked
-
     model_dir, data = _prepare_distill(ctx)
     seen = []
-    # Two ways into the kernel: logits (kernels.topk_union_smooth_l1_loss) and, for `ours` from
-    # CHUNKED_MIN_VOCAB on (V = 128,256 here), lm_head chunks (kernels.chunked's row_terms). The dry run
-    # lowers that threshold to its small V, so it takes the GPU's path.
+    # Two ways into the kernel: logits (kernels.topk_union_smooth_l1_loss) and, for `ours`, lm_head
+    # chunks (kernels.chunked's row_terms).
     real_loss, real_op = kernels.topk_union_smooth_l1_loss, chunked.row_terms
-    real_min_vocab = train.CHUNKED_MIN_VOCAB
-    chunked_from = min(real_min_vocab, ctx.vocab) if ctx.dry_run else real_min_vocab
 
     def spy_loss(student, teacher, **kw):
         seen.append(("logits", student.device.type, student.dtype, teacher.dtype))
@@ -619,7 +614,6 @@ def _run_distill(ctx, out: Path) -> dict:
         return real_op(student, teacher, *args)
 
     kernels.topk_union_smooth_l1_loss, chunked.row_terms = spy_loss, spy_op
-    train.CHUNKED_MIN_VOCAB = chunked_from
     if out.exists():
         shutil.rmtree(out)
     t0 = time.perf_counter()
@@ -627,7 +621,6 @@ def _run_distill(ctx, out: Path) -> dict:
         summary = distill(_distill_config(ctx, model_dir, data, out))
     finally:
         kernels.topk_union_smooth_l1_loss, chunked.row_terms = real_loss, real_op
-        train.CHUNKED_MIN_VOCAB = real_min_vocab
     seconds = time.perf_counter() - t0
     rows = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines() if x.strip()]
     for r in rows:
@@ -645,7 +638,7 @@ def _run_distill(ctx, out: Path) -> dict:
     dev_type = torch.device(ctx.device).type
     if any(d != dev_type or sd != torch.bfloat16 for _, d, sd, _ in seen):
         problems.append(f"the loss got {kinds} logits, wanted bfloat16 on {dev_type}")
-    if ctx.vocab >= chunked_from and any(way != "chunked" for way, *_ in seen):
+    if any(way != "chunked" for way, *_ in seen):
         problems.append(f"`ours` at V={ctx.vocab:,} should take the chunked path, got {kinds}")
     say(f"    top-K loss calls: {len(seen)}, (path, device, student, teacher dtypes): {kinds}")
     run = json.loads((out / "run.json").read_text())

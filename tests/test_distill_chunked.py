@@ -1,4 +1,4 @@
-"""`ours` from hidden states for large vocabularies: no [B, R, V] logits in training, same loss and gradient."""
+"""`ours` from hidden states: no [B, R, V] logits in training, the same loss and gradient as the logits path."""
 
 from __future__ import annotations
 
@@ -68,7 +68,11 @@ def test_a_128k_vocabulary_trains_from_hidden_states_to_the_logits_paths_weights
         torch.testing.assert_close(chunked[key], logits[key], atol=1e-4, rtol=1e-4)
 
 
-def test_the_default_vocabulary_keeps_the_logits_path(tiny_model_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("kw, chunked", [({"loss_impl": "auto"}, True), ({"loss_impl": "reference"}, False),
+                                         ({"loss_impl": "auto", "method": "duet"}, False)],
+                         ids=["ours", "reference-loss", "duet"])
+def test_ours_trains_from_hidden_states_at_the_default_vocabulary_too(tiny_model_dir, tmp_path, monkeypatch, kw,
+                                                                      chunked):
     data = write_jsonl(tmp_path / "d.jsonl", RECORDS)
-    _, calls = _run(tiny_model_dir, data, tmp_path / "o", monkeypatch, loss_impl="auto")
-    assert not calls
+    _, calls = _run(tiny_model_dir, data, tmp_path / "o", monkeypatch, **kw)
+    assert calls == ([True] * len(calls) if chunked else []) and (len(calls) > 0) == chunked

@@ -55,20 +55,15 @@ def test_two_gloo_processes_match_one_process(tiny_model_dir, tmp_path, extra):
         assert abs(r1["loss"] - r2["loss"]) < 1e-6 * max(1.0, abs(r1["loss"]))
 
 
-def test_ddp_with_the_chunked_loss_matches_one_process(tmp_path, tokenizer):
-    """A 128k vocabulary: `ours` runs from hidden states, the head weight used outside the DDP forward."""
-    from conftest import make_tiny_llama
-
-    model_dir = tmp_path / "tiny128k"
-    make_tiny_llama(128_256).save_pretrained(model_dir, safe_serialization=True)
-    tokenizer.save_pretrained(model_dir)
+def test_ddp_with_the_chunked_loss_matches_one_process(tiny_model_dir, tmp_path):
+    """`ours` on the fused kernel runs from hidden states, the head weight used outside the DDP forward."""
     data = write_jsonl(tmp_path / "d.jsonl", RECORDS)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
-    subprocess.run([sys.executable, "-m", "mule_cli.cli", *_args(model_dir, data, tmp_path / "one", [], "fused")],
+    subprocess.run([sys.executable, "-m", "mule_cli.cli", *_args(tiny_model_dir, data, tmp_path / "one", [], "fused")],
                    check=True, env=env, capture_output=True, timeout=300)
-    _torchrun(_args(model_dir, data, tmp_path / "two", [], "fused"), env)
+    _torchrun(_args(tiny_model_dir, data, tmp_path / "two", [], "fused"), env)
     for run in ("one", "two"):
         assert json.loads((tmp_path / run / "run.json").read_text())["loss_from_hidden_states"]
     a = load_file(str(tmp_path / "one/model/model.safetensors"))

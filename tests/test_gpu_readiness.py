@@ -17,7 +17,8 @@ import mule_cli.kernels as kernels
 from conftest import tiny_distill_config, write_jsonl
 from mule_cli.distill import distill
 from mule_cli.distill import distributed as D
-from mule_cli.kernels import backend, build, reference_loss, topk_union_smooth_l1_loss
+from mule_cli.distill import train
+from mule_cli.kernels import backend, build, chunked, reference_loss, topk_union_smooth_l1_loss
 from mule_cli.kernels.op import topk_union_smooth_l1
 from test_distill import RECORDS
 
@@ -181,17 +182,35 @@ def test_cuda_cache_key_follows_the_nvcc_version(monkeypatch, tmp_path):
 
 
 # ---------------------------------------------------------------- 5. bf16 logits reach the kernel
-def test_bf16_training_hands_the_kernel_bf16_logits(fused_cpu, tiny_model_dir, tmp_path, monkeypatch):
-    real = kernels.topk_union_smooth_l1_loss
+@pytest.mark.parametrize("path", ["chunked", "logits"])
+def test_bf16_training_hands_the_kernel_bf16_logits(fused_cpu, tiny_model_dir, tmp_path, monkeypatch, path):
+    """`ours` trains from hidden states (chunked: each chunk's logits) by default; the logits path is what
+    FSDP and heads without a teacher cache take. Either way the kernel reads bf16, accumulates in fp32."""
     seen = []
 
-    def spy(student, teacher, **kw):
-        loss = real(student, teacher, **kw)
-        fp32 = reference_loss(student.detach().float(), teacher.float(), kw["k"], kw["beta"], kw["valid"])
+    def check(student, teacher, loss, k, beta, valid):
+        fp32 = reference_loss(student.detach().float(), teacher.float(), k, beta, valid)
         seen.append((student.dtype, teacher.dtype, loss.detach(), fp32))
-        return loss
 
-    monkeypatch.setattr(kernels, "topk_union_smooth_l1_loss", spy)
+    if path == "chunked":
+        real_rows = chunked.row_terms
+
+        def spy_rows(student, teacher, valid, k, beta):
+            out = real_rows(student, teacher, valid, k, beta)
+            check(student, teacher, out[0].mean(), k, beta, valid)
+            return out
+
+        monkeypatch.setattr(chunked, "row_terms", spy_rows)
+    else:
+        real = kernels.topk_union_smooth_l1_loss
+
+        def spy(student, teacher, **kw):
+            loss = real(student, teacher, **kw)
+            check(student, teacher, loss, kw["k"], kw["beta"], kw["valid"])
+            return loss
+
+        monkeypatch.setattr(kernels, "topk_union_smooth_l1_loss", spy)
+        monkeypatch.setattr(train, "_chunked_head", lambda *a: None)
     data = write_jsonl(tmp_path / "d.jsonl", RECORDS)
     distill(tiny_distill_config(tiny_model_dir, data, tmp_path / "o", dtype="bfloat16", loss_impl="fused",
                                 max_steps=1))

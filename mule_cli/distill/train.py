@@ -35,9 +35,6 @@ from .refusal_anchors import is_anchor, parse_objectives as parse_anchor_objecti
 from .teacher import Teacher
 
 
-CHUNKED_MIN_VOCAB = 65_536  # from this vocabulary size on, `ours` never builds [B, R, V] logits
-
-
 class Interrupted(MuleError):
     """Ctrl-C: the checkpoint was saved; exit like an interrupted shell command."""
 
@@ -211,13 +208,14 @@ class ChunkedHead(NamedTuple):
 
 
 def _chunked_head(cfg, spec, lm, teacher, quant, device) -> ChunkedHead | None:
-    """For `ours` on a vocabulary of CHUNKED_MIN_VOCAB or more: the student's lm_head, so the loss runs from
-    hidden states chunk by chunk (kernels/chunked.py) and neither side's [B, R, V] logits exist. None = the logits path:
-    smaller vocabularies, other methods, FSDP (the head is sharded outside the forward), a soft-capped or
-    unusual head (no teacher cache), or no fused kernel."""
+    """For `ours`: the student's lm_head, so the loss runs from hidden states chunk by chunk (kernels/chunked.py)
+    and neither side's [B, R, V] logits exist; measured no slower than the logits path even at the default
+    model's 49,152 tokens, and far smaller from 65,536 on (docs/BENCHMARKS.md). None = the logits path: other
+    methods, FSDP (the head is sharded outside the forward), a soft-capped or unusual head (no teacher cache),
+    `--loss-impl reference`, or no fused kernel."""
     head = lm.get_output_embeddings()
     if (spec.name != "ours" or cfg.fsdp or cfg.loss_impl == "reference" or teacher is None or teacher.cache is None
-            or head is None or head.weight.shape[0] < CHUNKED_MIN_VOCAB or not backend(device).startswith("fused")):
+            or head is None or not backend(device).startswith("fused")):
         return None
     return ChunkedHead(lambda: quant.weight(head.weight) if quant is not None else head.weight,
                        sparse_grad=quant is None and tied_head(lm))
