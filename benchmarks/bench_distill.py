@@ -105,10 +105,10 @@ def child(args) -> dict:
         torch.set_num_threads(args.threads)
     from mule_cli.distill.batches import build_examples, collate
     from mule_cli.distill.config import DistillConfig
-    from mule_cli.distill.forward import ResponseLogits, tied_head
+    from mule_cli.distill.forward import ResponseLogits
     from mule_cli.distill.methods import chunked_loss_sums, loss_sums, spec_for
     from mule_cli.distill.teacher import Teacher
-    from mule_cli.distill.train import adamw
+    from mule_cli.distill.train import _chunked_head, adamw
     from mule_cli.intentions import build_intentions
     from mule_cli.models import pick_device, pick_dtype, resolve_model, load_tokenizer
     from transformers import AutoModelForCausalLM
@@ -145,7 +145,11 @@ def child(args) -> dict:
     opt = adamw(list(student.parameters()), lr=1e-5)  # training's optimizer
     cuda = device.startswith("cuda")
 
-    chunked = args.chunked
+    # the chunked loss exactly as training takes it (the head on the quant-aware grid, a tied head's sparse gradient)
+    head = _chunked_head(cfg, spec, lm, teacher, quant, device) if args.chunked else None
+    if args.chunked and head is None:
+        sys.exit("--chunked: training would take the logits path here")
+    chunked = head is not None
 
     def step():
         if args.fresh:  # the first epoch: targets computed in the step (the prefix KV cache stays)
@@ -154,8 +158,7 @@ def child(args) -> dict:
             s = student(*(t.to(device) for t in (batch.student.input_ids, batch.student.attention_mask,
                                                   batch.student.positions)), hidden=chunked)
             if chunked:
-                head = student.head.weight if quant is None else quant.weight(student.head.weight)
-                terms = chunked_loss_sums(spec, cfg, batch, s, head, teacher, quant is None and tied_head(lm))
+                terms = chunked_loss_sums(spec, cfg, batch, s, head.weight(), teacher, head.sparse_grad)
         if not chunked:
             terms = loss_sums(spec, cfg, batch, s, teacher)
         loss = sum(v / max(1, int(batch.student.valid[[i for i, e in enumerate(examples) if e.objective == o]].sum()))
@@ -231,7 +234,8 @@ def main():
                 ("c_first_epoch", "fused", ["--teacher", "cached", "--chunked", "--fresh"]),
                 ("cached_logits", "fused", ["--teacher", "cached"]), ("floor", "fused", ["--teacher", "floor"])]
     if args.quant_aware:
-        variants.append(("quant_aware", "fused", ["--qa-child", args.quant_aware, "--teacher", "cached", "--chunked"]))
+        variants.append(("quant_aware", "fused",
+                         ["--qa-child", args.quant_aware, "--teacher", "cached", "--chunked"]))
     # A fixed malloc mmap threshold: freed large blocks go back to the OS, so the RSS high-water mark sees
     # each step's real peak (glibc's adaptive threshold would keep them on the heap after the warm-up step).
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
