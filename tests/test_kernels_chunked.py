@@ -114,3 +114,22 @@ def test_under_bf16_autocast_fp32_master_weights_get_fp32_gradients():
     want = topk_union_smooth_l1_loss((x @ proj) @ ws.t(), ht @ wt.t(), k=5, impl="reference")
     assert ws.grad.dtype == torch.float32 and proj.grad.dtype == torch.float32
     torch.testing.assert_close(loss, want.detach(), rtol=0.05, atol=0.05)
+
+
+def test_chunks_are_equal_and_bounded_by_the_head(monkeypatch):
+    """Rows split into equal chunks no larger than asked (5 valid rows at chunk 4: 3 + 2, not 4 + 1), and by
+    default a chunk's student + teacher logits are no larger than the lm_head: a narrow model's 44 rows at
+    V = 128,256, H = 64 go in two chunks of 22 (one chunk held 43 MB against a 31 MB head)."""
+    from mule_cli.kernels import chunked
+
+    sizes = []
+    real = chunked.row_terms
+    monkeypatch.setattr(chunked, "row_terms", lambda s, t, *a: sizes.append(s.shape[1]) or real(s, t, *a))
+    g = torch.Generator().manual_seed(3)
+    hs, ws = torch.randn(6, 8, generator=g), torch.randn(40, 8, generator=g)
+    valid = torch.tensor([True, True, False, True, True, True])
+    topk_union_smooth_l1_from_hidden(hs, ws, hs, ws, k=3, valid=valid, chunk_size=4)
+    assert sizes == [3, 2]
+    assert chunked.default_chunk_rows(128256, 64) == 32  # 2·32·V = V·H
+    assert chunked.default_chunk_rows(49152, 576) == 288  # the default model: H/2 < 2^24 // V = 341
+    assert chunked.default_chunk_rows(128256, 3072) == 130  # Llama 3B: the 2^24-logit cap

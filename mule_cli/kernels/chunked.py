@@ -13,13 +13,22 @@ extension.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .op import row_terms
 from .reference import nonfinite_error
 
 
-LOGITS_PER_CHUNK = 1 << 24  # elements of one chunk's [rows, V] logits (64 MB in fp32): rows = this // V
+LOGITS_PER_CHUNK = 1 << 24  # most elements of one chunk's [rows, V] logits (64 MB in fp32): rows <= this // V
+
+
+def default_chunk_rows(vocab: int, hidden: int) -> int:
+    """Rows whose logits exist at once: at most 2^24 logits, and the chunk's student + teacher logits
+    (2·rows·V) no larger than the lm_head (V·H), whose gradient and optimizer state the step holds anyway, so
+    the loss never adds more than one head's size (rows <= H/2; a narrow model's chunks are smaller)."""
+    return max(1, min(LOGITS_PER_CHUNK // vocab, hidden // 2))
 
 
 class _RowsFromHidden(torch.autograd.Function):
@@ -29,6 +38,8 @@ class _RowsFromHidden(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hs, ws, ht, wt, valid, k, beta, chunk_size, sparse_grad):
         rows = valid.nonzero().squeeze(1)
+        n_chunks = max(1, math.ceil(rows.numel() / chunk_size))
+        chunk_size = max(1, math.ceil(rows.numel() / n_chunks))  # equal chunks: the peak follows the largest
         losses = torch.zeros(hs.shape[0], dtype=torch.float32, device=hs.device)
         grad_h = torch.zeros(hs.shape, dtype=torch.float32, device=hs.device)
         indices, values = [], []
@@ -118,7 +129,7 @@ def topk_union_smooth_l1_rows_from_hidden(
     if not beta > 0:
         raise ValueError(f"beta must be > 0, got {beta!r}")
     mask = torch.ones(hs.shape[0], dtype=torch.bool, device=hs.device) if valid is None else valid.reshape(-1).to(hs.device)
-    chunk_size = chunk_size or max(1, LOGITS_PER_CHUNK // vocab)  # rows whose logits exist at once
+    chunk_size = chunk_size or default_chunk_rows(vocab, hidden)
     rows = _RowsFromHidden.apply(hs, student_weight, ht, teacher_weight.detach(), mask, int(k), float(beta),
                                  int(chunk_size), bool(sparse_weight_grad))
     return rows.view(student_hidden.shape[:-1])
