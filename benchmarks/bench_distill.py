@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Benchmark one real `mule distill` training step on the default model, in `make demo`'s setting.
 
-A step = teacher targets (intention prompt + demos in context, amplified forget=2,adversarial=2,neighbor=2
-as in make demo) + student forward at the response positions + the `ours` loss per objective + backward +
+A step = teacher targets (intention prompt + demos in context, amplified as distill's defaults, which
+make demo trains) + student forward at the response positions + the `ours` loss per objective + backward +
 AdamW update, on a fixed batch of records drawn from examples/harry_potter (all four objectives mixed; each
 teacher context's demos picked from the whole pool as in a real run: one fixed set per objective).
 Variants (JSON `variant`):

@@ -7,7 +7,7 @@ import os
 
 import click
 
-from ..distill.config import BASELINE_DEFAULTS, DISTILL_DEFAULTS, METHODS, DistillConfig
+from ..distill.config import BASELINE_DEFAULTS, DISTILL_DEFAULTS, METHODS, OURS_DEFAULTS, DistillConfig
 from ..models import locate_model
 from ..quant import GRID_NAMES
 from ..records import read_many
@@ -125,9 +125,10 @@ def _defaults_from_config(command: click.Command) -> click.Command:
     config = DistillConfig()
     for param in command.params:
         if param.name in DISTILL_DEFAULTS:
-            param.help = (f"{param.help} [default: {_config_default_text(DISTILL_DEFAULTS[param.name])} for "
-                          f"ours/duet/bild, {_config_default_text(BASELINE_DEFAULTS[param.name]) or 'none'} for "
-                          f"the baselines]")
+            ours, teacher = (_config_default_text(d[param.name]) for d in (OURS_DEFAULTS, DISTILL_DEFAULTS))
+            which = f"{ours} for ours/duet/bild" if ours == teacher else f"{ours} for ours, {teacher} for duet/bild"
+            param.help = (f"{param.help} [default: {which}, "
+                          f"{_config_default_text(BASELINE_DEFAULTS[param.name]) or 'none'} for the baselines]")
         elif param.name in config.__dataclass_fields__ and param.name not in ("model", "device", "dtype"):
             param.default = _config_default_text(getattr(config, param.name))
     return command
