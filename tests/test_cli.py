@@ -70,7 +70,7 @@ def test_distill_cli_defaults_are_the_configs(tmp_path, monkeypatch, default_mod
     assert seen["cfg"].to_dict() == DistillConfig(data=[str(data)], method="npo").to_dict()
     help_text = " ".join(CliRunner().invoke(cli, ["distill", "--help"]).output.split())
     assert "[default: retain=base for ours/duet/bild, data for the baselines]" in help_text
-    assert ("[default: forget=2,adversarial=4,neighbor=2 for ours, forget=2,adversarial=2,neighbor=2 for duet/bild, "
+    assert ("[default: forget=2,adversarial=8,neighbor=2 for ours, forget=2,adversarial=2,neighbor=2 for duet/bild, "
             "none for the baselines]") in help_text
 
 
@@ -81,7 +81,7 @@ def test_method_dependent_defaults():
 
     for method in ("ours", "duet", "bild"):
         cfg = DistillConfig(method=method)
-        adversarial = 4.0 if method == "ours" else 2.0  # measured for ours only
+        adversarial = 8.0 if method == "ours" else 2.0  # measured for ours only
         assert (cfg.amplify, cfg.refusal_anchors, cfg.response) == (
             {"forget": 2.0, "adversarial": adversarial, "neighbor": 2.0, "retain": 0.0}, "neighbor", "retain=base")
         assert cfg.weights == {"forget": 2.0, "adversarial": 2.0, "neighbor": 2.0, "retain": 1.0}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,39 @@ def test_gzipped_records_read_like_plain_ones(tmp_path, capsys):
     first = capsys.readouterr().out
     assert seed_means.main([f"{packed}:m=renamed"]) == 0
     assert capsys.readouterr().out == first.replace("| m |", "| renamed |")
+
+
+# examples/paired_metrics.py: every metric's paired difference between two settings, per domain and pooled
+# over domains (RESULTS.md decides defaults with it); a sign error or a pooled cell that is not the
+# domains' mean would flip a published decision.
+sys.path.insert(0, str(SCRIPT.parent))  # paired_metrics imports seed_means beside it
+_pm_spec = importlib.util.spec_from_file_location("paired_metrics", SCRIPT.parent / "paired_metrics.py")
+paired_metrics = importlib.util.module_from_spec(_pm_spec)
+_pm_spec.loader.exec_module(paired_metrics)
+
+
+def paired_table(text):
+    return {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]]
+            for ln in text.splitlines() if ln.startswith("| ") and not ln.startswith("| metric")}
+
+
+def test_paired_metrics_per_domain_and_their_mean_pooled(tmp_path, capsys):
+    base = rows("base", [1.0] * 4, [False] * 4)
+    d1 = records(tmp_path, "d1.jsonl", rows("runs/new-s0/model", [0.0] * 4, [True] * 4),
+                 rows("runs/old-s0/model", [0.5] * 4, [True] * 4), base=base)
+    d2 = records(tmp_path, "d2.jsonl", rows("runs/new-s0/model", [0.25] * 4, [True, True, False, False]),
+                 rows("runs/old-s0/model", [0.25] * 4, [True] * 4), base=base)
+    assert paired_metrics.main([f"{d1}:new", f"{d1}:old", f"{d2}:new", f"{d2}:old", "--bootstrap", "200"]) == 0
+    t = paired_table(capsys.readouterr().out)
+    assert t["forget_rouge"] == ["-50.0 [-50.0, -50.0]", "+0.0 [+0.0, +0.0]", "-25.0 [-25.0, -25.0]"]
+    assert t["neighbor_acc"][0] == "+0.0 [+0.0, +0.0]" and t["neighbor_acc"][1].startswith("-50.0")
+    assert t["neighbor_acc"][2].startswith("-25.0")
+    assert "asr" not in t  # no adversarial records: the metric is absent, not zero
+
+
+def test_paired_metrics_refuses_a_missing_setting_and_odd_sources(tmp_path):
+    d1 = records(tmp_path, "d1.jsonl", rows("runs/new-s0/model", [0.0] * 4, [True] * 4))
+    with pytest.raises(SystemExit, match="no such setting"):
+        paired_metrics.main([f"{d1}:new", f"{d1}:old"])
+    with pytest.raises(SystemExit, match="pairs"):
+        paired_metrics.main([f"{d1}:new"])

@@ -22,11 +22,11 @@ RETAIN_NLL_METHODS = ("graddiff", "npo", "simnpo")  # the methods --retain-weigh
 # The options whose default depends on the method. ours, DUET and BiLD default to the best measured setting
 # (docs/RESULTS.md, "Defaults"): the intention effect amplified x2 on forget, adversarial and neighbour
 # records, those objectives weighted 2, a refusal anchor per neighbour record, retain records trained along
-# the base model's own answers; `ours` amplifies adversarial records x4 (measured for ours only). The
+# the base model's own answers; `ours` amplifies adversarial records x8 (measured for ours only). The
 # baselines have no teacher and keep the plain setting.
 DISTILL_DEFAULTS = {"amplify": "forget=2,adversarial=2,neighbor=2", "weights": "forget=2,adversarial=2,neighbor=2",
                     "refusal_anchors": "neighbor", "response": "retain=base"}
-OURS_DEFAULTS = {**DISTILL_DEFAULTS, "amplify": "forget=2,adversarial=4,neighbor=2"}
+OURS_DEFAULTS = {**DISTILL_DEFAULTS, "amplify": "forget=2,adversarial=8,neighbor=2"}
 BASELINE_DEFAULTS = {"amplify": 0.0, "weights": "", "refusal_anchors": "", "response": "data"}
 
 
