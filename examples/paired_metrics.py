@@ -3,48 +3,44 @@ Why: a default changes when a metric moves beyond its interval with no loss beyo
 (RESULTS.md, "Defaults"); seed_means.py pairs only the overall score. A domain is two record sources, A
 then B (as seed_means.py takes them: FILE[:NAME,OLD=NEW]; each source picks one setting, at any number of
 seeds). With several domains, "pooled" is the mean of the domains' differences, each domain resampled
-on its own (its records and seeds), so a small gain that repeats across domains can resolve.
+on its own (its records and seeds), so a small gain that repeats across domains can resolve. Robustness
+attacks (`--attacks`) that both settings have at every seed get rows of their own ("quant4 forget_rouge").
 Usage: python examples/paired_metrics.py A1 B1 [A2 B2 ...] [--bootstrap N] [--seed S] [--no-mmlu]
 """
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 from pathlib import Path
 
 import numpy as np
 
 from mule_cli.evaluate import pooled as P
+from mule_cli.evaluate.attacks import metric_defs
 from mule_cli.evaluate.bootstrap import draw, interval, resampled
-from seed_means import parse_source
+from mule_cli.evaluate.metrics import point_values
+from seed_means import parse_source, read_records
 
 SHOWN = ("forget_rouge", "retain_rouge", "retain_rouge_f1", "neighbor_acc", "neighbor_refusal", "asr", "asr_search",
          "asr_own", "mmlu", "overall")
 
 
-def load(path: str) -> list[dict]:
-    raw = Path(path).read_bytes()
-    text = (gzip.decompress(raw) if path.endswith(".gz") else raw).decode("utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def setting_runs(arg: str, no_mmlu: bool = False) -> tuple[list[dict], list[list[dict]]]:
-    """(the file's base rows, one row list per seed of the one setting the source picks)."""
+def setting_runs(arg: str, no_mmlu: bool = False) -> tuple[list[dict], dict, list[list[dict]], list[dict]]:
+    """(the file's base rows, the base's rows by attack, one row list per seed of the one setting the source
+    picks, that seed's rows by attack)."""
     path, wanted = parse_source(arg)
-    rows = [r for r in load(path) if not (no_mmlu and r["objective"] == "mmlu")]
+    rows = [r for r in read_records(path) if not (no_mmlu and r["objective"] == "mmlu")]
     base, by_model = P.split_rows(rows)
-    runs = [rows for model, rows in by_model.items()
-            if model != base and (wanted is None or P.method_name(model) in wanted)]
-    if not runs:
+    models = [m for m in by_model if m != base and (wanted is None or P.method_name(m) in wanted)]
+    if not models:
         raise SystemExit(f"{arg}: no such setting in the file")
-    return by_model[base], runs
+    return by_model[base], P._attack_rows(rows, base), [by_model[m] for m in models], \
+        [P._attack_rows(rows, m) for m in models]
 
 
 def domain_differences(a: str, b: str, n: int, seed: int, no_mmlu: bool = False) -> tuple[dict, dict]:
     """({metric: A's mean − B's mean}, {metric: the paired resamples of that difference})."""
-    base_rows, runs_a = setting_runs(a, no_mmlu)
-    _, runs_b = setting_runs(b, no_mmlu)
+    base_rows, base_attacks, runs_a, attacks_a = setting_runs(a, no_mmlu)
+    _, _, runs_b, attacks_b = setting_runs(b, no_mmlu)
     draws = draw(base_rows, n, seed)
     base_point, base_samples = P._summary(base_rows), resampled(base_rows, draws)
     base_point["overall"], base_samples["overall"] = 0.0, np.zeros(n)
@@ -54,7 +50,20 @@ def domain_differences(a: str, b: str, n: int, seed: int, no_mmlu: bool = False)
     mean_a, pooled_a = P._pooled_metrics(runs_a, draws, picks % len(runs_a), base_point, base_samples)
     mean_b, pooled_b = P._pooled_metrics(runs_b, draws, picks % len(runs_b), base_point, base_samples)
     keys = [k for k in SHOWN if k in pooled_a and k in pooled_b]
-    return {k: mean_a[k] - mean_b[k] for k in keys}, {k: pooled_a[k] - pooled_b[k] for k in keys}
+    points = {k: mean_a[k] - mean_b[k] for k in keys}
+    samples = {k: pooled_a[k] - pooled_b[k] for k in keys}
+    both = set(base_attacks).intersection(*attacks_a, *attacks_b)  # attacks every seed of A and B has
+    for attack in sorted(both):
+        defs, rows = metric_defs(attack), base_attacks[attack]
+        attack_draws = draw(rows, n, seed)
+        point, sample = point_values(rows, defs), resampled(rows, attack_draws, defs)
+        m_a, p_a = P._pooled_metrics([s[attack] for s in attacks_a], attack_draws, picks % len(runs_a), point,
+                                     sample, defs)
+        m_b, p_b = P._pooled_metrics([s[attack] for s in attacks_b], attack_draws, picks % len(runs_b), point,
+                                     sample, defs)
+        for k in (k for k in defs if k in p_a and k in p_b):
+            points[f"{attack} {k}"], samples[f"{attack} {k}"] = m_a[k] - m_b[k], p_a[k] - p_b[k]
+    return points, samples
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("give the sources in pairs: A B per domain")
     pairs = list(zip(args.sources[::2], args.sources[1::2]))
     domains = [domain_differences(a, b, args.bootstrap, args.seed, args.no_mmlu) for a, b in pairs]
-    names = [f"{Path(parse_source(a)[0]).name}" for a, _ in pairs] + (["pooled"] if len(pairs) > 1 else [])
+    names = [Path(parse_source(a)[0]).name for a, _ in pairs] + (["pooled"] if len(pairs) > 1 else [])
     print("| metric | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names))
-    for key in [k for k in SHOWN if all(k in d for d, _ in domains)]:
+    for key in [k for k in domains[0][0] if all(k in d for d, _ in domains)]:
         cells = [(d[key], s[key]) for d, s in domains]
         if len(domains) > 1:
             cells.append((float(np.mean([d for d, _ in cells])), np.mean([s for _, s in cells], axis=0)))

@@ -39,6 +39,18 @@ def parse_source(arg: str) -> tuple[str, dict[str, str] | None]:
     return path, {old: new for old, new in pairs}
 
 
+def read_records(path: str) -> list[dict]:
+    """The rows of a `mule evaluate --records` file, plain or gzipped."""
+    from mule_cli.records import display_name
+
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise SystemExit(f"{display_name(path)}: no such file") from None
+    text = (gzip.decompress(raw) if path.endswith(".gz") else raw).decode("utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 def cell(row: dict, key: str) -> str:
     value, ci = row.get(key), row.get(f"{key}_ci")
     if value is None:
@@ -96,7 +108,6 @@ def plot(pooled, path: str, only: set | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from mule_cli.evaluate.pooled import pool_seeds
-    from mule_cli.records import display_name
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("records", nargs="+", help="per-record files written by `mule evaluate --records`, each "
@@ -109,14 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot-only", metavar="NAME,NAME", help="draw only these rows (shown names; the base always)")
     args = ap.parse_args(argv)
     sources = [parse_source(a) for a in args.records]
-    files = []
-    for path, _ in sources:
-        try:
-            raw = Path(path).read_bytes()
-            text = (gzip.decompress(raw) if path.endswith(".gz") else raw).decode("utf-8")
-        except FileNotFoundError:
-            raise SystemExit(f"{display_name(path)}: no such file") from None
-        files.append((path, [json.loads(line) for line in text.splitlines() if line.strip()]))
+    files = [(path, read_records(path)) for path, _ in sources]
     try:
         pooled = pool_seeds(files, n=args.bootstrap, seed=args.seed, rename=[k for _, k in sources])
     except ValueError as exc:

@@ -211,3 +211,16 @@ def test_paired_metrics_refuses_a_missing_setting_and_odd_sources(tmp_path):
         paired_metrics.main([f"{d1}:new", f"{d1}:old"])
     with pytest.raises(SystemExit, match="pairs"):
         paired_metrics.main([f"{d1}:new"])
+
+
+def test_paired_metrics_pairs_an_attack_only_where_both_settings_have_it(tmp_path, capsys):
+    base = BASE + under("quant4", rows("base", [1.0] * 4, []))
+    new, old = rows("runs/new-s0/model", [0.0] * 4, [True] * 4), rows("runs/old-s0/model", [0.0] * 4, [True] * 4)
+    d1 = records(tmp_path, "d1.jsonl", new, under("quant4", rows("runs/new-s0/model", [0.25] * 4, [])), old,
+                 under("quant4", rows("runs/old-s0/model", [0.75] * 4, [])), base=base)
+    assert paired_metrics.main([f"{d1}:new", f"{d1}:old", "--bootstrap", "200"]) == 0
+    t = paired_table(capsys.readouterr().out)
+    assert t["quant4 forget_rouge"] == ["-50.0 [-50.0, -50.0]"] and t["forget_rouge"] == ["+0.0 [+0.0, +0.0]"]
+    d2 = records(tmp_path, "d2.jsonl", new, under("quant4", rows("runs/new-s0/model", [0.25] * 4, [])), old, base=base)
+    assert paired_metrics.main([f"{d2}:new", f"{d2}:old"]) == 0
+    assert not any(k.startswith("quant4") for k in paired_table(capsys.readouterr().out))
