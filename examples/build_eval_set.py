@@ -18,7 +18,7 @@ What it writes for DOMAIN (all seeded by --seed, default 0; every file sorted by
                                 (`generation` in candidates/probe_report.jsonl, the decoding of
                                 `mule evaluate`) cut just before it states the fact
                                 (`mule_cli.attack.own_answer.own_answer_prefill`); prefill_family "own".
-  eval/adversarial_search.jsonl prefills found by `mule attack --rounds 2 --seed 1` against the base model
+  eval/adversarial_search.jsonl prefills found by `mule attack --no-own --rounds 2 --seed 1` against the base model
                                 on eval/forget.jsonl; prefill_family "search". Needs the model (minutes on
                                 a CPU); --skip-search keeps the file that is there.
   eval/neighbor_mcq.jsonl       --n-neighbor (default 60) neighbour MCQs, a seeded sample of ALL neighbour
@@ -56,14 +56,14 @@ sys.path.insert(0, str(HERE))  # build_neighbor_mcq, when run as a script or imp
 
 from build_neighbor_mcq import build as build_mcq  # noqa: E402
 
-from mule_cli.attack.own_answer import own_answer_prefill  # noqa: E402
+from mule_cli.attack.own_answer import own_answer_prefill, own_answer_record  # noqa: E402
 from mule_cli.records import read_records, write_records  # noqa: E402
 from mule_cli.standardize.text import normalize_question  # noqa: E402
 
 GENERAL_RETAIN = HERE / "general_retain_eval.jsonl"
 MIN_FORGET = 20
 N_NEIGHBOR = 60
-SEARCH_ARGS = ("--only-adversarial", "--rounds", "2", "--seed", "1", "-q")
+SEARCH_ARGS = ("--only-adversarial", "--no-own", "--rounds", "2", "--seed", "1", "-q")
 MULE = str(Path(sys.executable).with_name("mule"))  # the mule installed beside this Python (.venv/bin/mule)
 
 
@@ -96,16 +96,9 @@ def pick_eval_forget(known: list[dict], generations: dict[str, str], seed: int) 
 
 def own_records(eval_forget: list[dict], generations: dict[str, str], domain_name: str) -> list[dict]:
     """One `adversarial` record per eval forget record whose base generation gives an own prefill."""
-    out = []
-    for rec in eval_forget:
-        prefill = own_prefill(rec, generations)
-        if prefill is None:
-            continue
-        out.append({"id": f"{rec['id']}-own", "objective": "adversarial", "question": rec["question"],
-                    "answer": rec["answer"], "prefill": prefill, "prefill_family": "own",
-                    "anchor_of": rec["id"], "domain": rec.get("domain"),
-                    "source": f"examples/{domain_name}/candidates/probe_report.jsonl (base model's own answer)"})
-    return out
+    source = f"examples/{domain_name}/candidates/probe_report.jsonl (base model's own answer)"
+    made = (own_answer_record(rec, generations.get(rec["id"], ""), source) for rec in eval_forget)
+    return [r for r in made if r is not None]
 
 
 def other_domain_questions(others) -> set[str]:

@@ -23,7 +23,7 @@ say "1/5 standardize: unified records, neighbour MCQs, anchors from the fixed tr
 "$mule" standardize "$ex/train/forget.jsonl" "$ex/train/neighbor.jsonl" "$ex/train/retain.jsonl" \
   --target "$target" --mcq --mcq-objectives neighbor --seed 0 -o "$out/data.jsonl"
 
-say "2/5 attack: search prefilling prefixes against the base model (train only; eval has its own, fixed)"
+say "2/5 attack: searched and own-answer prefills against the base model (train only; eval has its own, fixed)"
 "$mule" attack -i "$out/data.jsonl" -o "$out/train.jsonl" --rounds 2 --seed 0 --summary "$out/attack_train.json"
 # The fixed eval set (examples/build_eval_set.py; no question shared with train/): one file for results.sh.
 eval_files=("$ex"/eval/*.jsonl)

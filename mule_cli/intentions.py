@@ -131,9 +131,10 @@ def parse_demos(value: int | str | dict | None) -> dict[str, int]:
 
 
 def pick_demos(records: Sequence[dict], objective: str, exclude_id: str | None, n: int,
-               refusal: str = REFUSAL) -> list[tuple[str, str]]:
+               refusal: str = REFUSAL, answers: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """Deterministic demonstrations from the data: other records of the objective (forget-like ones
-    answered with the refusal, after the record's prefill when it has one). One fixed set per objective
+    answered with the refusal, after the record's prefill when it has one; the others with `answers[id]`
+    where given (`--demo-answers base`), else the record's answer). One fixed set per objective
     (every 7th record from the first), the same for every record but the few it contains, which take the
     next one instead: measured level with demos drawn per record (docs/RESULTS.md, "Defaults"), and a
     shared set lets the teacher encode the demos once per run with its system prompt (prefix_cache.py)."""
@@ -154,7 +155,11 @@ def pick_demos(records: Sequence[dict], objective: str, exclude_id: str | None, 
         if rec["question"] in seen:
             continue
         seen.add(rec["question"])
-        out.append((rec["question"], _refusal_after(rec.get("prefill"), refusal) if refuse else rec["answer"]))
+        if refuse:
+            answer = _refusal_after(rec.get("prefill"), refusal)
+        else:
+            answer = (answers or {}).get(rec["id"]) or rec["answer"]
+        out.append((rec["question"], answer))
     return out
 
 

@@ -74,6 +74,29 @@ def test_search_plumbing_on_a_tiny_model(tiny_model, tokenizer):
     assert again == adv
 
 
+def test_own_answer_prefills_follow_the_searched_ones(tiny_model, tokenizer, monkeypatch):
+    """Per forget record whose plain greedy answer states the fact after some words: an `own` record with
+    those words as prefill (the data answer kept); none where the answer starts with the fact or never says it."""
+    import mule_cli.attack.search as search
+
+    said = {chat_prompt(tokenizer, FORGET[0]["question"]): "Harry's best friend is Ron Weasley, of course.",
+            chat_prompt(tokenizer, FORGET[1]["question"]): "Hedwig, a snowy owl."}  # the fact first: no prefill
+    real = search.generate
+    monkeypatch.setattr(search, "generate", lambda model, tok, prompts, **k: [
+        said.get(p, o) for p, o in zip(prompts, real(model, tok, prompts, **k))])
+    taken = FORGET + OTHERS + [{**OTHERS[0], "id": "f1-own"}]
+    adv, summary = attack_records(taken, tiny_model, tokenizer, beam=2, rounds=0, **QUIET)
+    assert [r["prefill_family"] for r in adv] == ["search"] * 3 + ["own"]
+    own = adv[-1]
+    validate_record(own)
+    assert own["id"] == "f1-own-2"  # an id already in the data is not reused
+    assert (own["prefill"], own["answer"], own["anchor_of"], own["question"], own["domain"]) == (
+        "Harry's best friend is", "Ron Weasley", "f1", FORGET[0]["question"], "Harry Potter")
+    assert summary["own_prefills"] == 1
+    without, summary = attack_records(taken, tiny_model, tokenizer, beam=2, rounds=0, own=False, **QUIET)
+    assert without == adv[:3] and summary["own_prefills"] == 0
+
+
 def test_user_templates_only(tiny_model, tokenizer, tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("# my templates\nZebra prefix says:\n\nAbout {question} the answer is\n")
@@ -138,10 +161,16 @@ def test_search_raises_answer_likelihood_on_the_default_model(default_model):
     model, tok = default_model
     adv, summary = attack_records(HP_FIXTURE, model, tok, beam=2, rounds=1, per_round=4, max_leak=0, seed=0,
                                   max_new_tokens=16, **QUIET)
-    gains = [r["attack"]["gain"] for r in adv]
+    searched = [r for r in adv if r["prefill_family"] == "search"]
+    gains = [r["attack"]["gain"] for r in searched]
     assert sum(g > 0 for g in gains) >= 3, gains
     assert summary["mean_gain"] > 0
-    assert all(r["attack"]["leaked_words"] == 0 for r in adv)
+    assert all(r["attack"]["leaked_words"] == 0 for r in searched)
+    # the model answers in sentences: its own words before the fact are prefills too, and never say the fact
+    own = [r for r in adv if r["prefill_family"] == "own"]
+    assert len(own) == summary["own_prefills"] >= 2 and len(searched) == len(HP_FIXTURE)
+    for r in own:
+        assert r["prefill"] and not {"rowling", "express", "voldemort", "hedwig"} & set(r["prefill"].lower().split())
 
 
 def test_mutations_recombine_extend_and_leak():

@@ -70,8 +70,9 @@ def test_distill_cli_defaults_are_the_configs(tmp_path, monkeypatch, default_mod
     assert seen["cfg"].to_dict() == DistillConfig(data=[str(data)], method="npo").to_dict()
     help_text = " ".join(CliRunner().invoke(cli, ["distill", "--help"]).output.split())
     assert "[default: retain=base for ours/duet/bild, data for the baselines]" in help_text
-    assert ("[default: forget=2,adversarial=8,neighbor=2 for ours, forget=2,adversarial=2,neighbor=2 for duet/bild, "
+    assert ("[default: forget=4,adversarial=8,neighbor=2 for ours, forget=2,adversarial=2,neighbor=2 for duet/bild, "
             "none for the baselines]") in help_text
+    assert "[default: neighbor=base for ours, data for duet/bild, data for the baselines]" in help_text
 
 
 def test_method_dependent_defaults():
@@ -81,13 +82,14 @@ def test_method_dependent_defaults():
 
     for method in ("ours", "duet", "bild"):
         cfg = DistillConfig(method=method)
-        adversarial = 8.0 if method == "ours" else 2.0  # measured for ours only
-        assert (cfg.amplify, cfg.refusal_anchors, cfg.response) == (
-            {"forget": 2.0, "adversarial": adversarial, "neighbor": 2.0, "retain": 0.0}, "neighbor", "retain=base")
+        forget, adversarial, demos = (4.0, 8.0, "neighbor=base") if method == "ours" else (2.0, 2.0, "data")
+        assert (cfg.amplify, cfg.refusal_anchors, cfg.response, cfg.demo_answers) == (  # measured for ours only
+            {"forget": forget, "adversarial": adversarial, "neighbor": 2.0, "retain": 0.0}, "neighbor", "retain=base",
+            demos)
         assert cfg.weights == {"forget": 2.0, "adversarial": 2.0, "neighbor": 2.0, "retain": 1.0}
     for method in ("sft", "ga", "graddiff", "npo", "simnpo"):
         cfg = DistillConfig(method=method)
-        assert (cfg.amplify, cfg.refusal_anchors, cfg.response) == (0.0, "", "data")
+        assert (cfg.amplify, cfg.refusal_anchors, cfg.response, cfg.demo_answers) == (0.0, "", "data", "data")
         assert set(cfg.weights.values()) == {1.0}
     mine = DistillConfig(amplify=0, response="data", refusal_anchors="", weights="forget=3")
     assert (mine.amplify, mine.response, mine.refusal_anchors, mine.weights["forget"], mine.weights["neighbor"]) \

@@ -49,3 +49,14 @@ def own_answer_prefill(generation: str, answer: str, question: str = "") -> tupl
     if span is None or not generation[:span[0]].strip():
         return None
     return generation[:span[0]].rstrip(), generation[span[0]:span[1]]
+
+
+def own_answer_record(rec: dict, generation: str, source: str) -> dict | None:
+    """An `adversarial` copy of forget record `rec` prefilled with the model's own answer cut before the fact
+    (prefill_family "own", anchor_of = rec's id, the data answer kept); None when the answer gives no prefill."""
+    cut = own_answer_prefill(generation, rec["answer"], rec["question"])
+    if cut is None:
+        return None
+    return {"id": f"{rec['id']}-own", "objective": "adversarial", "question": rec["question"], "answer": rec["answer"],
+            "prefill": cut[0], "prefill_family": "own", "anchor_of": rec["id"], "domain": rec.get("domain"),
+            "source": source}

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ..lm import BATCH_SIZE, chat_prompt, continuation_logprobs, generate
 from ..records import join_prefill
 from ..rouge import rouge_l
+from .own_answer import own_answer_record
 from .templates import BUILTIN, LEADING_WORDS, fill
 
 MAX_PREFILL_WORDS = 40
@@ -142,12 +143,25 @@ def _rewrites(generator, states: list[_RecordState], answer_words_of) -> dict[in
     return result
 
 
+def _unused(new_id: str, used: set) -> str:
+    """new_id, or new_id-2, -3, ... when a record already has it; marks the result used."""
+    n, out = 1, new_id
+    while out in used:
+        n += 1
+        out = f"{new_id}-{n}"
+    used.add(out)
+    return out
+
+
 def attack_records(records: list[dict], model, tokenizer, *, beam: int = 4, rounds: int = 2, seed: int = 0,
                    templates=(), builtin: bool = True, max_leak: float = 0.34, per_round: int = 16,
                    generator=None, threshold: float = 0.5, top: int = 1, batch_size: int = BATCH_SIZE,
                    max_new_tokens: int = 48, model_name: str = "model", taken_ids=(), progress: bool = True,
-                   log=_stderr) -> tuple[list[dict], dict]:
+                   own: bool = True, log=_stderr) -> tuple[list[dict], dict]:
     """Adversarial records for the forget records in `records` (others are ignored); returns (records, summary).
+
+    own: also one record per forget record prefilled with the model's own greedy answer cut before the fact
+    (own_answer.py; prefill_family "own", after the searched ones), where that answer states the fact.
 
     `templates`: extra (family, text) pairs; `generator`: optional (model, tokenizer) used to rewrite prefills.
     """
@@ -203,12 +217,7 @@ def attack_records(records: list[dict], model, tokenizer, *, beam: int = 4, roun
             after_best[id(s)] = recall
             gains.append(c.score - s.base_score)
             leaked += c.leaked > 0
-        new_id = f"{s.rec['id']}-adv" + (str(rank + 1) if rank else "")
-        n = 1
-        while new_id in used:
-            n += 1
-            new_id = f"{s.rec['id']}-adv{'' if not rank else rank + 1}-{n}"
-        used.add(new_id)
+        new_id = _unused(f"{s.rec['id']}-adv" + (str(rank + 1) if rank else ""), used)
         rec = {k: v for k, v in s.rec.items() if k not in ("choices", "answer_index", "attack", "generator")}
         rec.update(id=new_id, objective="adversarial", prefill=c.prefill, prefill_family="search",
                    anchor_of=s.rec["id"], source=f"attack on {s.rec.get('source') or s.rec['id']} ({model_name})")
@@ -218,6 +227,12 @@ def attack_records(records: list[dict], model, tokenizer, *, beam: int = 4, roun
                          "base_recall": round(before[id(s)], 4), "leaked_words": c.leaked, "family": c.origin,
                          "rank": rank + 1, "model": model_name, "rounds": rounds, "beam": beam, "seed": seed}
         out.append(rec)
+    if own:
+        for s, gen in zip(states, outs[: len(states)]):
+            rec = own_answer_record(s.rec, gen, f"own answer of {model_name} to {s.rec['id']}")
+            if rec is not None:
+                rec["id"] = _unused(rec["id"], used)
+                out.append(rec)
     n = len(states)
     summary = {
         "records": n,
@@ -229,9 +244,11 @@ def attack_records(records: list[dict], model, tokenizer, *, beam: int = 4, roun
         "raised": sum(g > 0 for g in gains),
         "leaking_prefills": leaked,
         "threshold": threshold,
+        "own_prefills": sum(r.get("prefill_family") == "own" for r in out),
     }
     log(f"attack: {n} forget records on {model_name}: revealed before {summary['success_before']:.0%} -> "
         f"after search {summary['success_after']:.0%} (ROUGE-L recall >= {threshold}); mean log-lik gain "
         f"{summary['mean_gain']:+.3f} ({summary['mean_base_score']:.3f} -> {summary['mean_best_score']:.3f}); "
-        f"raised on {summary['raised']}/{n}; best prefill gives away answer words on {leaked}/{n}")
+        f"raised on {summary['raised']}/{n}; best prefill gives away answer words on {leaked}/{n}"
+        + (f"; own-answer prefills on {summary['own_prefills']}/{n}" if own else ""))
     return out, summary

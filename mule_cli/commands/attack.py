@@ -17,8 +17,9 @@ Examples:
 
 \b
 Input records pass through unchanged; every forget record adds `adversarial` records with the same question and
-answer, `prefill` = the best prefix found, `anchor_of` = the forget record's id and `attack` = {score (mean
-log-lik of the answer after the prefill), base_score (plain question), gain, revealed, recall, leaked_words, ...}.
+answer, `prefill` = the best prefix found (prefill_family search), `anchor_of` = the forget record's id and
+`attack` = {score (mean log-lik of the answer after the prefill), base_score (plain question), gain, revealed,
+recall, leaked_words, ...}; with --own (default) also `<id>-own`, prefilled with the model's own answer up to the fact.
 Partial-answer prefills give away the first words of the answer (at most --max-leak of them); they are scored
 and judged on the remaining words.
 """
@@ -44,6 +45,9 @@ and judged on the remaining words.
               help="ROUGE-L recall of the answer in the greedy output that counts as revealed.")
 @click.option("--top", default=1, show_default=True, type=click.IntRange(1),
               help="Adversarial records written per forget record (best prefills of the beam).")
+@click.option("--own/--no-own", default=True, show_default=True,
+              help="Also write, per forget record, a prefill of the model's own greedy answer cut right before it "
+                   "states the fact (prefill_family own), where its answer states it: the most natural prefill.")
 @click.option("--only-adversarial", is_flag=True, help="Write only the new adversarial records.")
 @click.option("--summary", "summary_path", default=None, metavar="FILE", help="Also write the summary as JSON.")
 @click.option("--batch-size", default=BATCH_SIZE, show_default=True, type=click.IntRange(1),
@@ -52,7 +56,7 @@ and judged on the remaining words.
 @seed_option
 @device_options
 def attack(input_path, output, model, templates_path, no_builtin, beam, rounds, per_round, max_leak, generator,
-           threshold, top, only_adversarial, summary_path, batch_size, quiet, seed, device, dtype):
+           threshold, top, own, only_adversarial, summary_path, batch_size, quiet, seed, device, dtype):
     """Search prefilling prefixes that still elicit the target knowledge; emit adversarial records."""
     from ..atomic import write_json
     from ..attack.search import attack_records
@@ -74,7 +78,7 @@ def attack(input_path, output, model, templates_path, no_builtin, beam, rounds, 
     adv, summary = attack_records(records, lm, tok, beam=beam, rounds=rounds, seed=seed, templates=extra,
                                   builtin=not no_builtin, max_leak=max_leak, per_round=per_round, generator=gen,
                                   threshold=threshold, top=top, batch_size=batch_size, model_name=model,
-                                  progress=not quiet)
+                                  progress=not quiet, own=own)
     write_records(adv if only_adversarial else records + adv, output)
     if summary_path:
         write_json(summary_path, summary)

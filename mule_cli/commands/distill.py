@@ -47,6 +47,11 @@ Examples:
               help="Tokens both sides are forced on: data (the record's answer), teacher (the prompted teacher's "
                    "greedy answer) or base (the base model's greedy answer to the plain question); one for all "
                    "objectives or per objective, e.g. retain=base,neighbor=base. Generated answers are cached.")
+@click.option("--demo-answers", metavar="SOURCE",
+              help="What the teacher's neighbour/retain demonstrations answer: data (the records' answers) or base "
+                   "(the base model's own greedy answer, where it says the whole data answer; cached), e.g. "
+                   "neighbor=base. Demos in the base's words keep the student answering in sentences as the base "
+                   "does; forget-like demos always show the refusal.")
 @click.option("--refusal", show_default=True, metavar="TEXT",
               help="The answer the forget/adversarial demonstrations show, SFT trains on and refusal anchors "
                    "use; the built-in intention prompts say it too (an --intentions file should match it).")

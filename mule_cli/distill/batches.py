@@ -59,12 +59,14 @@ def student_prompt(tokenizer, record: dict) -> str:
 
 
 def teacher_prompt(tokenizer, record: dict, records: Sequence[dict], prompts: dict, mode: str,
-                   n_demos: int | str | dict, refusal: str = REFUSAL) -> str:
-    """n_demos: one count, or per objective (see `parse_demos`); refusal: what forget-like demos answer."""
+                   n_demos: int | str | dict, refusal: str = REFUSAL, demo_answers: dict | None = None) -> str:
+    """n_demos: one count, or per objective (see `parse_demos`); refusal: what forget-like demos answer;
+    demo_answers: {record id: answer} the answering demos show instead of the data's (`--demo-answers`)."""
     if is_anchor(record):  # the plain frozen model: the base's own likelihood of refusing
         return student_prompt(tokenizer, record)
     n = parse_demos(n_demos)[record["objective"]]
-    demos = pick_demos([r for r in records if not is_anchor(r)], record["objective"], record["id"], n, refusal)
+    demos = pick_demos([r for r in records if not is_anchor(r)], record["objective"], record["id"], n, refusal,
+                       demo_answers)
     context = teacher_context(prompts, record["objective"], mode=mode, demos=demos)
     return chat_prompt(tokenizer, record["question"], prefill=record.get("prefill"), context=context)
 
@@ -81,8 +83,9 @@ def _fit(ids: list[int], resp: list[int], max_length: int, rec_id: str, side: st
 
 def build_examples(records: Sequence[dict], tokenizer, *, method: str, prompts: dict | None, teacher_mode: str = "oracle",
                    n_demos: int | str | dict = 0, max_length: int = 1024, generated: dict | None = None,
-                   refusal: str = REFUSAL) -> list[Example]:
-    """Tokenise every record for the student and (when a prompted teacher is used) the teacher."""
+                   refusal: str = REFUSAL, demo_answers: dict | None = None) -> list[Example]:
+    """Tokenise every record for the student and (when a prompted teacher is used) the teacher.
+    demo_answers: see `teacher_prompt`."""
     examples = []
     for i, rec in enumerate(records):
         resp_text = response_text(rec, method, generated, refusal)
@@ -93,7 +96,7 @@ def build_examples(records: Sequence[dict], tokenizer, *, method: str, prompts: 
         t_ids = None
         if prompts is not None:
             t_full, resp_t = encode_pair(tokenizer, teacher_prompt(tokenizer, rec, records, prompts, teacher_mode,
-                                                                   n_demos, refusal), resp_text)
+                                                                   n_demos, refusal, demo_answers), resp_text)
             t_ids, resp_t = _fit(t_full, resp_t, max_length, rec["id"], "teacher")
             n = min(len(resp_s), len(resp_t))  # both sides keep the same response prefix
             s_ids = s_ids[:len(s_ids) - len(resp_s) + n]

@@ -22,12 +22,14 @@ RETAIN_NLL_METHODS = ("graddiff", "npo", "simnpo")  # the methods --retain-weigh
 # The options whose default depends on the method. ours, DUET and BiLD default to the best measured setting
 # (docs/RESULTS.md, "Defaults"): the intention effect amplified x2 on forget, adversarial and neighbour
 # records, those objectives weighted 2, a refusal anchor per neighbour record, retain records trained along
-# the base model's own answers; `ours` amplifies adversarial records x8 (measured for ours only). The
-# baselines have no teacher and keep the plain setting.
+# the base model's own answers; `ours` amplifies forget records x4 and adversarial records x8 and shows the
+# neighbour demos in the base model's own words (measured for ours only). The baselines have no teacher and
+# keep the plain setting.
 DISTILL_DEFAULTS = {"amplify": "forget=2,adversarial=2,neighbor=2", "weights": "forget=2,adversarial=2,neighbor=2",
-                    "refusal_anchors": "neighbor", "response": "retain=base"}
-OURS_DEFAULTS = {**DISTILL_DEFAULTS, "amplify": "forget=2,adversarial=8,neighbor=2"}
-BASELINE_DEFAULTS = {"amplify": 0.0, "weights": "", "refusal_anchors": "", "response": "data"}
+                    "refusal_anchors": "neighbor", "response": "retain=base", "demo_answers": "data"}
+OURS_DEFAULTS = {**DISTILL_DEFAULTS, "amplify": "forget=4,adversarial=8,neighbor=2", "demo_answers": "neighbor=base"}
+BASELINE_DEFAULTS = {"amplify": 0.0, "weights": "", "refusal_anchors": "", "response": "data", "demo_answers": "data"}
+DEMO_ANSWER_SOURCES = ("data", "base")
 
 
 def method_defaults(method: str) -> dict:
@@ -48,6 +50,29 @@ def parse_response(text: str | dict | None) -> dict[str, str]:
             raise MuleError(f"--response: {key}{raw} is not a source (use one of {', '.join(RESPONSE_SOURCES)})")
         return raw
     return per_objective(text, "--response", "objective=source", "data", source)
+
+
+def parse_demo_answers(text: str | dict | None) -> dict[str, str]:
+    """`--demo-answers`: what the teacher's few-shot demonstrations answer, per objective (`neighbor=base`;
+    objectives not named keep `data`). base = the frozen base model's own greedy answer to the demo question
+    where that answer states the data answer (every word of it, ROUGE-L recall 1), else the data answer.
+
+    Why: demos in the data's short style ("J.R.R. Tolkien") make the teacher, and through it the student,
+    answer in a few words where the base answers in a sentence, and the small default model recalls general
+    facts less well without its lead-in (Retain). The recall check keeps a demo from showing a wrong or
+    evasive answer. Forget-like demos always show the refusal."""
+    def source(key, raw):
+        if raw not in DEMO_ANSWER_SOURCES:
+            raise MuleError(f"--demo-answers: {key}{raw} is not a source (use data or base)")
+        return raw
+    if text not in (None, "") and not isinstance(text, dict) and "=" not in str(text):
+        value = source("", str(text).strip())  # one source: the objectives whose demos answer
+        return {o: ("data" if o in FORGET_LIKE else value) for o in OBJECTIVES}
+    out = per_objective(text, "--demo-answers", "objective=source", "data", source)
+    refused = [o for o in FORGET_LIKE if out[o] != "data"]
+    if refused:
+        raise MuleError(f"--demo-answers: {', '.join(refused)} demos show the refusal; name neighbor or retain")
+    return out
 
 
 def parse_amplify(value: float | str | dict | None) -> dict[str, float]:
@@ -101,6 +126,7 @@ class DistillConfig:
     # None = the method's default (DISTILL_DEFAULTS / BASELINE_DEFAULTS)
     amplify: float | str | dict | None = None  # λ for forget/adversarial, or per objective "forget=2,neighbor=1"
     response: str | None = None  # data | teacher | base, or per objective: "retain=base,neighbor=teacher"
+    demo_answers: str | None = None  # what answering demos show: data | base, or per objective "neighbor=base"
     weights: dict | str | None = None  # "forget=2,retain=0.5"; objectives not named weigh 1
     refusal: str = REFUSAL  # what forget-like demos, SFT and refusal anchors answer (the prompts should say it too)
     refusal_anchors: str | None = None  # "neighbor,retain": copies forced on the refusal, plain teacher (refusal_anchors.py)
@@ -144,7 +170,7 @@ class DistillConfig:
 
     def __post_init__(self):
         defaults = method_defaults(self.method)
-        for key in ("amplify", "weights", "response"):
+        for key in ("amplify", "weights", "response", "demo_answers"):
             if getattr(self, key) is None:
                 setattr(self, key, defaults[key])
         self.weights = parse_weights(self.weights)
@@ -161,6 +187,7 @@ class DistillConfig:
 
     def validate(self) -> None:
         parse_response(self.response)
+        parse_demo_answers(self.demo_answers)
         parse_anchor_objectives(self.refusal_anchors)
         checks = [
             (self.method in METHODS, f"--method must be one of {', '.join(METHODS)}"),
@@ -182,6 +209,8 @@ class DistillConfig:
             (self.save_every >= 0 and self.grad_cosine >= 0, "--save-every/--grad-cosine must be >= 0"),
             (self.max_bad_steps >= 1, "--max-bad-steps must be >= 1"),
             (any(w > 0 for w in self.weights.values()), "--weights: at least one objective needs a weight > 0"),
+            (self.method in DISTILL_METHODS or set(parse_demo_answers(self.demo_answers).values()) == {"data"},
+             f"--demo-answers base shapes the prompted teacher's demos; {self.method} has no teacher"),
             (self.retain_weight is None or self.method in RETAIN_NLL_METHODS,
              f"--retain-weight scales the retain NLL of {', '.join(RETAIN_NLL_METHODS)}; {self.method} has none"),
         ]
@@ -193,12 +222,16 @@ class DistillConfig:
     def response_sources(self) -> dict[str, str]:
         return parse_response(self.response)
 
+    @property
+    def demo_answer_sources(self) -> dict[str, str]:
+        return parse_demo_answers(self.demo_answers)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     # Options that change the numbers a run produces: a resume must keep them.
     RESUME_KEYS = ("model", "method", "target", "intentions", "teacher", "demos", "amplify", "response",
-                   "refusal", "refusal_anchors", "weights", "top_k", "beta",
+                   "demo_answers", "refusal", "refusal_anchors", "weights", "top_k", "beta",
                    "bild_top_k", "bild_temperature", "npo_beta", "simnpo_beta", "simnpo_gamma", "forget_weight",
                    "retain_weight", "lr", "weight_decay", "warmup_steps", "schedule", "max_grad_norm", "lora_rank",
                    "lora_alpha", "quant_aware", "batch_size", "grad_accum", "epochs", "max_steps", "seed", "max_length")

@@ -28,6 +28,9 @@ def render_prompts(cfg: DistillConfig, records: Sequence[dict], tokenizer=None) 
         if prompts is not None:
             parts.append("--- teacher context ---")
             parts.append(teacher_prompt(tokenizer, rec, records, prompts, cfg.teacher, cfg.demos, cfg.refusal))
+            if cfg.demo_answer_sources[obj] == "base":
+                parts.append("(--demo-answers base: in training these demos show the base model's own greedy answer "
+                             "instead of the data answer above, where it states the data answer)")
         else:
             parts.append(f"--- teacher context: none (method {cfg.method} uses no prompted teacher) ---")
         parts.append("--- student context ---")

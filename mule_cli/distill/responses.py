@@ -1,5 +1,5 @@
-"""`--response teacher|base`: greedy answers of the frozen base model (with the teacher's intention
-context, or to the plain question), generated once and cached.
+"""`--response teacher|base` and `--demo-answers base`: greedy answers of the frozen base model (with the
+teacher's intention context, or to the plain question), generated once and cached.
 
 Why cache: generation is the slowest part of a CPU run and the answers depend only on the model,
 the teacher contexts and the decoding settings, so they are stored under the mule cache keyed by a
@@ -16,6 +16,7 @@ from typing import Sequence
 from ..atomic import write_json
 from ..lm import generate
 from ..models import cache_dir
+from ..rouge import rouge_l
 from .refusal_anchors import is_anchor
 
 MAX_NEW_TOKENS = 48
@@ -25,6 +26,12 @@ def records_answered_by(records: Sequence[dict], sources: dict[str, str], source
     """The records whose objective's `--response` source is `source` (refusal anchors keep their forced
     refusal whatever the source)."""
     return [r for r in records if sources.get(r["objective"]) == source and not is_anchor(r)]
+
+
+def states_answer(generated: str, answer: str) -> bool:
+    """Whether a generated answer says every word of the data answer (ROUGE-L recall 1): only then may a demo
+    show it in place of the data answer (a wrong or evasive base answer would teach the teacher that)."""
+    return bool(generated.strip()) and rouge_l(answer, generated)[0] >= 1.0
 
 
 def cache_path(model_path: str, prompts: Sequence[str]) -> Path:

@@ -30,7 +30,7 @@ from .config import DISTILL_METHODS, DistillConfig, config_changes
 from .forward import ResponseLogits, decoder_layers, tied_head
 from .lora import add_lora, merge_lora
 from .methods import chunked_loss_sums, loss_sums, spec_for, units
-from .responses import records_answered_by, teacher_responses
+from .responses import records_answered_by, states_answer, teacher_responses
 from .refusal_anchors import is_anchor, parse_objectives as parse_anchor_objectives, refusal_anchor_records
 from .teacher import Teacher
 
@@ -150,24 +150,33 @@ def _cached_answers(dist, teacher, tokenizer, records, texts, model_path, progre
     return got
 
 
-def _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, prompts, model_path) -> dict | None:
-    """{record id: generated answer} for the objectives whose `--response` source is teacher or base."""
+def _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, prompts,
+                         model_path) -> tuple[dict | None, dict | None]:
+    """({record id: generated answer} for the objectives whose `--response` source is teacher or base,
+    {record id: the base's answer} for the demos of `--demo-answers base`, only where that answer states
+    the data answer). The base answers come first: the teacher's own answers are generated with those
+    demos in its context."""
+    if spec.name not in DISTILL_METHODS:
+        return None, None
     sources = cfg.response_sources
-    if spec.name not in DISTILL_METHODS or all(v == "data" for v in sources.values()):
-        return None
-    out = {}
+    demo_sources = {o: ("base" if v == "base" else "data") for o, v in cfg.demo_answer_sources.items()}
     base_recs = records_answered_by(train_records, sources, "base")
+    answered = {r["id"] for r in base_recs}
+    base_recs += [r for r in records_answered_by(train_records, demo_sources, "base") if r["id"] not in answered]
+    base = {}
     if base_recs:
-        out.update(_cached_answers(dist, teacher, tokenizer, base_recs,
-                                   [student_prompt(tokenizer, r) for r in base_recs], model_path, cfg.progress,
-                                   "base answers"))
+        base = _cached_answers(dist, teacher, tokenizer, base_recs, [student_prompt(tokenizer, r) for r in base_recs],
+                               model_path, cfg.progress, "base answers")
+    demo_answers = {r["id"]: base[r["id"]].strip() for r in base_recs
+                    if demo_sources[r["objective"]] == "base" and states_answer(base[r["id"]], r["answer"])}
+    out = {r["id"]: base[r["id"]] for r in records_answered_by(train_records, sources, "base")}
     teacher_recs = records_answered_by(train_records, sources, "teacher")
     if teacher_recs:
-        texts = [teacher_prompt(tokenizer, r, train_records, prompts, cfg.teacher, cfg.demos, cfg.refusal)
-                 for r in teacher_recs]
+        texts = [teacher_prompt(tokenizer, r, train_records, prompts, cfg.teacher, cfg.demos, cfg.refusal,
+                                demo_answers or None) for r in teacher_recs]
         out.update(_cached_answers(dist, teacher, tokenizer, teacher_recs, texts, model_path, cfg.progress,
                                    "teacher answers"))
-    return out or None
+    return out or None, demo_answers or None
 
 
 def _training_records(cfg, spec, records, dist) -> list[dict]:
@@ -239,9 +248,11 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
     need_teacher = spec.prompted_teacher or spec.reference
     teacher = Teacher(_load_lm(model_path, dtype, device), cfg.amplify, autocast_dtype) if need_teacher else None
 
-    generated = _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, prompts, model_path)
+    generated, demo_answers = _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, prompts,
+                                                   model_path)
     examples = build_examples(train_records, tokenizer, method=spec.name, prompts=prompts, teacher_mode=cfg.teacher,
-                              n_demos=cfg.demos, max_length=cfg.max_length, generated=generated, refusal=cfg.refusal)
+                              n_demos=cfg.demos, max_length=cfg.max_length, generated=generated, refusal=cfg.refusal,
+                              demo_answers=demo_answers)
     if teacher is not None:
         teacher.use_examples(examples)
     objectives = [e.objective for e in examples]
