@@ -33,22 +33,26 @@ def setting_runs(arg: str, no_mmlu: bool = False) -> tuple[list[dict], dict, lis
     models = [m for m in by_model if m != base and (wanted is None or P.method_name(m) in wanted)]
     if not models:
         raise SystemExit(f"{arg}: no such setting in the file")
-    return by_model[base], P._attack_rows(rows, base), [by_model[m] for m in models], \
-        [P._attack_rows(rows, m) for m in models]
+    return by_model[base], P.attack_rows(rows, base), [by_model[m] for m in models], \
+        [P.attack_rows(rows, m) for m in models]
 
 
 def domain_differences(a: str, b: str, n: int, seed: int, no_mmlu: bool = False) -> tuple[dict, dict]:
     """({metric: A's mean − B's mean}, {metric: the paired resamples of that difference})."""
     base_rows, base_attacks, runs_a, attacks_a = setting_runs(a, no_mmlu)
-    _, _, runs_b, attacks_b = setting_runs(b, no_mmlu)
+    base_rows_b, _, runs_b, attacks_b = setting_runs(b, no_mmlu)
+    try:
+        P.check_same_base(b, base_rows_b, a, base_rows)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     draws = draw(base_rows, n, seed)
-    base_point, base_samples = P._summary(base_rows), resampled(base_rows, draws)
+    base_point, base_samples = P.summary(base_rows), resampled(base_rows, draws)
     base_point["overall"], base_samples["overall"] = 0.0, np.zeros(n)
     rng = np.random.default_rng(seed + 1)
     seeds = max(len(runs_a), len(runs_b))
     picks = rng.integers(0, seeds, size=(n, seeds))  # shared seed draws: seed i of A pairs with seed i of B
-    mean_a, pooled_a = P._pooled_metrics(runs_a, draws, picks % len(runs_a), base_point, base_samples)
-    mean_b, pooled_b = P._pooled_metrics(runs_b, draws, picks % len(runs_b), base_point, base_samples)
+    mean_a, pooled_a = P.pooled_metrics(runs_a, draws, picks % len(runs_a), base_point, base_samples)
+    mean_b, pooled_b = P.pooled_metrics(runs_b, draws, picks % len(runs_b), base_point, base_samples)
     keys = [k for k in SHOWN if k in pooled_a and k in pooled_b]
     points = {k: mean_a[k] - mean_b[k] for k in keys}
     samples = {k: pooled_a[k] - pooled_b[k] for k in keys}
@@ -57,9 +61,9 @@ def domain_differences(a: str, b: str, n: int, seed: int, no_mmlu: bool = False)
         defs, rows = metric_defs(attack), base_attacks[attack]
         attack_draws = draw(rows, n, seed)
         point, sample = point_values(rows, defs), resampled(rows, attack_draws, defs)
-        m_a, p_a = P._pooled_metrics([s[attack] for s in attacks_a], attack_draws, picks % len(runs_a), point,
+        m_a, p_a = P.pooled_metrics([s[attack] for s in attacks_a], attack_draws, picks % len(runs_a), point,
                                      sample, defs)
-        m_b, p_b = P._pooled_metrics([s[attack] for s in attacks_b], attack_draws, picks % len(runs_b), point,
+        m_b, p_b = P.pooled_metrics([s[attack] for s in attacks_b], attack_draws, picks % len(runs_b), point,
                                      sample, defs)
         for k in (k for k in defs if k in p_a and k in p_b):
             points[f"{attack} {k}"], samples[f"{attack} {k}"] = m_a[k] - m_b[k], p_a[k] - p_b[k]

@@ -211,6 +211,10 @@ def test_paired_metrics_refuses_a_missing_setting_and_odd_sources(tmp_path):
         paired_metrics.main([f"{d1}:new", f"{d1}:old"])
     with pytest.raises(SystemExit, match="pairs"):
         paired_metrics.main([f"{d1}:new"])
+    other = records(tmp_path, "d2.jsonl", rows("runs/old-s0/model", [0.0] * 4, [True] * 4),
+                    base=rows("base", [1.0, 1.0, 0.5, 0.0], [True, False, True, False]))
+    with pytest.raises(SystemExit, match="base rows differ"):  # measured against another base: no pairing
+        paired_metrics.main([f"{d1}:new", f"{other}:old"])
 
 
 def test_paired_metrics_pairs_an_attack_only_where_both_settings_have_it(tmp_path, capsys):

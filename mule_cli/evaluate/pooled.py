@@ -42,7 +42,7 @@ class Pooled:
     pairs: list[dict] = field(default_factory=list)  # paired overall differences of every two methods
 
 
-def _summary(rows: Sequence[dict]) -> dict:
+def summary(rows: Sequence[dict]) -> dict:
     from .runner import summarize
 
     return summarize(rows, has_mmlu=any(r["objective"] == "mmlu" for r in rows))
@@ -50,7 +50,7 @@ def _summary(rows: Sequence[dict]) -> dict:
 
 def split_rows(rows: Sequence[dict]) -> tuple[str, dict[str, list[dict]]]:
     """(base name, {model: its rows}) of one records file; the base is the file's first model (evaluate
-    writes the base first); attack rows are left out (`_attack_rows`)."""
+    writes the base first); attack rows are left out (`attack_rows`)."""
     by_model: dict[str, list[dict]] = {}
     for row in rows:
         if not row.get("attack"):
@@ -60,7 +60,7 @@ def split_rows(rows: Sequence[dict]) -> tuple[str, dict[str, list[dict]]]:
     return next(iter(by_model)), by_model
 
 
-def _pooled_metrics(seeds: Sequence[list[dict]], draws, picks, base_point: dict, base_samples: dict,
+def pooled_metrics(seeds: Sequence[list[dict]], draws, picks, base_point: dict, base_samples: dict,
                     defs: dict | None = None) -> tuple[dict, dict]:
     """(the mean over seeds of each metric with its pooled interval and paired delta interval, the pooled
     resamples by key) for one method's per-seed rows; `defs`: an attack's metrics instead of the evaluation's
@@ -69,7 +69,7 @@ def _pooled_metrics(seeds: Sequence[list[dict]], draws, picks, base_point: dict,
     keys = KEYS if defs is None else tuple(defs)
     for rows in seeds:
         if defs is None:
-            point, sample = _summary(rows), resampled(rows, draws)
+            point, sample = summary(rows), resampled(rows, draws)
             terms = [k for k in OVERALL_TERMS if point.get(k) is not None and base_point.get(k) is not None]
             point["overall"] = overall_score(base_point, point)
             sample["overall"] = overall_samples(base_samples, sample, terms)
@@ -92,13 +92,23 @@ def _pooled_metrics(seeds: Sequence[list[dict]], draws, picks, base_point: dict,
     return row, pooled_by_key
 
 
-def _attack_rows(rows: Sequence[dict], model: str) -> dict[str, list[dict]]:
+def attack_rows(rows: Sequence[dict], model: str) -> dict[str, list[dict]]:
     """{attack name: the rows of `model` under that attack} of one records file."""
     out: dict[str, list[dict]] = {}
     for row in rows:
         if row["model"] == model and row.get("attack"):
             out.setdefault(row["attack"], []).append(row)
     return out
+
+
+def check_same_base(source: str, rows: Sequence[dict], first: str, first_rows: Sequence[dict]) -> None:
+    """Raise unless two files' base rows score the same records alike: pooled or paired, their runs are
+    measured against one base."""
+    def key(rs):
+        return [(r["id"], r.get("rouge_recall"), r.get("picked")) for r in rs]
+    if key(rows) != key(first_rows):
+        raise ValueError(f"{source}: its base rows differ from {first}'s (different eval files, MMLU sample or "
+                         "base model)")
 
 
 def pool_seeds(seed_files: Sequence[tuple[str, Sequence[dict]]], n: int = 1000, seed: int = 0,
@@ -108,15 +118,12 @@ def pool_seeds(seed_files: Sequence[tuple[str, Sequence[dict]]], n: int = 1000, 
     rename = rename or [None] * len(seed_files)
     base_name, first = split_rows(seed_files[0][1])
     base_rows = first[base_name]
-    base_attacks = _attack_rows(seed_files[0][1], base_name)
+    base_attacks = attack_rows(seed_files[0][1], base_name)
     runs: dict[str, list[list[dict]]] = {}
     attack_runs: dict[str, list[dict[str, list[dict]]]] = {}
     for (source, rows), wanted in zip(seed_files, rename):
         name, by_model = split_rows(rows)
-        if [(r["id"], r.get("rouge_recall"), r.get("picked")) for r in by_model[name]] != \
-                [(r["id"], r.get("rouge_recall"), r.get("picked")) for r in base_rows]:
-            raise ValueError(f"{source}: its base rows differ from {seed_files[0][0]}'s (different eval files, "
-                             "MMLU sample or base model)")
+        check_same_base(source, by_model[name], seed_files[0][0], base_rows)
         found = set()
         for model, model_rows in by_model.items():
             method = method_name(model)
@@ -124,12 +131,12 @@ def pool_seeds(seed_files: Sequence[tuple[str, Sequence[dict]]], n: int = 1000, 
                 continue
             found.add(method)
             runs.setdefault(wanted[method] if wanted else method, []).append(model_rows)
-            attack_runs.setdefault(wanted[method] if wanted else method, []).append(_attack_rows(rows, model))
+            attack_runs.setdefault(wanted[method] if wanted else method, []).append(attack_rows(rows, model))
         if wanted is not None and set(wanted) - found:
             raise ValueError(f"{source}: no method named {', '.join(sorted(set(wanted) - found))}")
 
     draws = draw(base_rows, n, seed)
-    base_point = _summary(base_rows)
+    base_point = summary(base_rows)
     base_samples = resampled(base_rows, draws)
     base_samples["overall"] = np.zeros(n)
     base_point["overall"] = 0.0
@@ -149,14 +156,14 @@ def pool_seeds(seed_files: Sequence[tuple[str, Sequence[dict]]], n: int = 1000, 
     pooled_overall = {}
     for method, seeds in runs.items():
         picks = seed_draws.setdefault(len(seeds), rng.integers(0, len(seeds), size=(n, len(seeds))))
-        metrics, pooled = _pooled_metrics(seeds, draws, picks, base_point, base_samples)
+        metrics, pooled = pooled_metrics(seeds, draws, picks, base_point, base_samples)
         if "overall" in pooled:
             pooled_overall[method] = pooled["overall"]
         row = {"seeds": len(seeds), **metrics}
         attacks = {}
         for attack in sorted(set.intersection(*(set(a) for a in attack_runs[method])) & set(base_under)):
             attack_draws, defs, point, samples = base_under[attack]
-            attacks[attack], _ = _pooled_metrics([a[attack] for a in attack_runs[method]], attack_draws, picks,
+            attacks[attack], _ = pooled_metrics([a[attack] for a in attack_runs[method]], attack_draws, picks,
                                                  point, samples, defs)
         if attacks:
             row["attacks"] = attacks
