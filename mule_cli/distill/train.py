@@ -159,7 +159,7 @@ def _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, pro
     if spec.name not in DISTILL_METHODS:
         return None, None
     sources = cfg.response_sources
-    demo_sources = {o: ("base" if v == "base" else "data") for o, v in cfg.demo_answer_sources.items()}
+    demo_sources = cfg.demo_answer_sources
     base_recs = records_answered_by(train_records, sources, "base")
     answered = {r["id"] for r in base_recs}
     base_recs += [r for r in records_answered_by(train_records, demo_sources, "base") if r["id"] not in answered]
