@@ -140,15 +140,7 @@ def pick_demos(records: Sequence[dict], objective: str, exclude_id: str | None, 
     shared set lets the teacher encode the demos once per run with its system prompt (prefix_cache.py)."""
     if n <= 0:
         return []
-    pool = [r for r in records if r["objective"] == objective]
-    order = [pool[(i * 7) % len(pool)] for i in range(len(pool))] + pool  # every record, even when 7 | len
-    chosen, ids = [], set()
-    for rec in order:
-        if len(chosen) == n:
-            break
-        if rec["id"] != exclude_id and rec["id"] not in ids:
-            ids.add(rec["id"])
-            chosen.append(rec)
+    chosen = _first_distinct(records, objective, n, exclude_id)
     refuse = objective in FORGET_LIKE
     seen, out = set(), []
     for rec in chosen:
@@ -161,6 +153,27 @@ def pick_demos(records: Sequence[dict], objective: str, exclude_id: str | None, 
             answer = (answers or {}).get(rec["id"]) or rec["answer"]
         out.append((rec["question"], answer))
     return out
+
+
+def _first_distinct(records: Sequence[dict], objective: str, n: int, exclude_id: str | None = None) -> list[dict]:
+    """The first n distinct records of the objective in demo order (every 7th from the first, then the rest),
+    skipping exclude_id."""
+    pool = [r for r in records if r["objective"] == objective]
+    order = [pool[(i * 7) % len(pool)] for i in range(len(pool))] + pool  # every record, even when 7 | len
+    chosen, ids = [], set()
+    for rec in order:
+        if len(chosen) == n:
+            break
+        if rec["id"] != exclude_id and rec["id"] not in ids:
+            ids.add(rec["id"])
+            chosen.append(rec)
+    return chosen
+
+
+def demo_candidates(records: Sequence[dict], objective: str, n: int) -> list[dict]:
+    """Every record `pick_demos` can show for the objective with n demos: the first n of the fixed set, and
+    the next one, which stands in for a record that is itself among them."""
+    return _first_distinct(records, objective, n + 1) if n > 0 else []
 
 
 def _refusal_after(prefill: str | None, refusal: str = REFUSAL) -> str:

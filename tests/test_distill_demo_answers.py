@@ -13,7 +13,7 @@ from mule_cli.distill.batches import student_prompt, teacher_prompt
 from mule_cli.distill.config import parse_demo_answers
 from mule_cli.distill.responses import states_answer
 from mule_cli.errors import MuleError
-from mule_cli.intentions import REFUSAL, from_target, pick_demos
+from mule_cli.intentions import REFUSAL, demo_candidates, from_target, pick_demos
 
 RECORDS = records("f1 f2 r1 r2 n1 n2")
 
@@ -52,6 +52,16 @@ def test_demos_show_the_given_answers_except_forget_like_ones():
     assert pick_demos(RECORDS, "neighbor", "n1", 1, REFUSAL) == [(RECORDS[5]["question"], "Bram Stoker")]
     assert pick_demos(RECORDS, "forget", "f1", 1, REFUSAL, answers) == [(RECORDS[1]["question"], REFUSAL)]
     assert pick_demos(RECORDS, "neighbor", "n1", 1, REFUSAL, {"n2": ""})[0][1] == "Bram Stoker"
+
+
+def test_demo_candidates_are_every_record_a_demo_can_show_and_no_more():
+    """The base answers are generated only for these: one more than n, for the record that is itself a demo."""
+    many = [{"id": f"n{i}", "objective": "neighbor", "question": f"Q{i}?", "answer": f"A{i}"} for i in range(20)]
+    for n in (1, 3, 5):
+        shown = {q for r in many for q, _ in pick_demos(many, "neighbor", r["id"], n)}
+        candidates = demo_candidates(many, "neighbor", n)
+        assert len(candidates) == n + 1 and {r["question"] for r in candidates} == shown
+    assert demo_candidates(many, "neighbor", 0) == [] and len(demo_candidates(many[:2], "neighbor", 3)) == 2
 
 
 def test_teacher_context_holds_the_base_words_not_the_data_answer(tokenizer):

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import MuleError
-from ..intentions import build_intentions
+from ..intentions import build_intentions, demo_candidates, parse_demos
 from ..kernels import NonFiniteLogits, backend
 from ..models import pick_device, pick_dtype, resolve_model, load_tokenizer
 from ..records import OBJECTIVES, read_many
@@ -159,17 +159,18 @@ def _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, pro
     if spec.name not in DISTILL_METHODS:
         return None, None
     sources = cfg.response_sources
-    demo_sources = cfg.demo_answer_sources
-    base_recs = records_answered_by(train_records, sources, "base")
-    answered = {r["id"] for r in base_recs}
-    base_recs += [r for r in records_answered_by(train_records, demo_sources, "base") if r["id"] not in answered]
+    response_recs = records_answered_by(train_records, sources, "base")
+    shown = [r for r in train_records if not is_anchor(r)]  # the pool teacher_prompt draws demos from
+    demo_recs = [r for o, v in cfg.demo_answer_sources.items() if v == "base"
+                 for r in demo_candidates(shown, o, parse_demos(cfg.demos)[o])]
+    answered = {r["id"] for r in response_recs}
+    base_recs = response_recs + [r for r in demo_recs if r["id"] not in answered]
     base = {}
     if base_recs:
         base = _cached_answers(dist, teacher, tokenizer, base_recs, [student_prompt(tokenizer, r) for r in base_recs],
                                model_path, cfg.progress, "base answers")
-    demo_answers = {r["id"]: base[r["id"]].strip() for r in base_recs
-                    if demo_sources[r["objective"]] == "base" and states_answer(base[r["id"]], r["answer"])}
-    out = {r["id"]: base[r["id"]] for r in records_answered_by(train_records, sources, "base")}
+    demo_answers = {r["id"]: base[r["id"]].strip() for r in demo_recs if states_answer(base[r["id"]], r["answer"])}
+    out = {r["id"]: base[r["id"]] for r in response_recs}
     teacher_recs = records_answered_by(train_records, sources, "teacher")
     if teacher_recs:
         texts = [teacher_prompt(tokenizer, r, train_records, prompts, cfg.teacher, cfg.demos, cfg.refusal,
