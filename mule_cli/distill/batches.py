@@ -58,6 +58,11 @@ def student_prompt(tokenizer, record: dict) -> str:
     return chat_prompt(tokenizer, record["question"], prefill=record.get("prefill"))
 
 
+def demo_pool(records: Sequence[dict]) -> list[dict]:
+    """The records a teacher context may show as demos: refusal anchors never are."""
+    return [r for r in records if not is_anchor(r)]
+
+
 def teacher_prompt(tokenizer, record: dict, records: Sequence[dict], prompts: dict, mode: str,
                    n_demos: int | str | dict, refusal: str = REFUSAL, demo_answers: dict | None = None) -> str:
     """n_demos: one count, or per objective (see `parse_demos`); refusal: what forget-like demos answer;
@@ -65,8 +70,7 @@ def teacher_prompt(tokenizer, record: dict, records: Sequence[dict], prompts: di
     if is_anchor(record):  # the plain frozen model: the base's own likelihood of refusing
         return student_prompt(tokenizer, record)
     n = parse_demos(n_demos)[record["objective"]]
-    demos = pick_demos([r for r in records if not is_anchor(r)], record["objective"], record["id"], n, refusal,
-                       demo_answers)
+    demos = pick_demos(demo_pool(records), record["objective"], record["id"], n, refusal, demo_answers)
     context = teacher_context(prompts, record["objective"], mode=mode, demos=demos)
     return chat_prompt(tokenizer, record["question"], prefill=record.get("prefill"), context=context)
 

@@ -24,7 +24,7 @@ from ..models import pick_device, pick_dtype, resolve_model, load_tokenizer
 from ..records import OBJECTIVES, read_many
 from . import checkpoint, output, quant_aware
 from . import distributed as D
-from .batches import (anchor_units, build_examples, collate, split_for_rank, student_prompt, teacher_prompt,
+from .batches import (anchor_units, build_examples, collate, demo_pool, split_for_rank, student_prompt, teacher_prompt,
                       training_plan)
 from .config import DISTILL_METHODS, DistillConfig, config_changes
 from .forward import ResponseLogits, decoder_layers, tied_head
@@ -160,9 +160,9 @@ def _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, pro
         return None, None
     sources = cfg.response_sources
     response_recs = records_answered_by(train_records, sources, "base")
-    shown = [r for r in train_records if not is_anchor(r)]  # the pool teacher_prompt draws demos from
+    shown, counts = demo_pool(train_records), parse_demos(cfg.demos)
     demo_recs = [r for o, v in cfg.demo_answer_sources.items() if v == "base"
-                 for r in demo_candidates(shown, o, parse_demos(cfg.demos)[o])]
+                 for r in demo_candidates(shown, o, counts[o])]
     answered = {r["id"] for r in response_recs}
     base_recs = response_recs + [r for r in demo_recs if r["id"] not in answered]
     base = {}
