@@ -18,6 +18,8 @@ Variants (JSON `variant`):
                  chunked loss became the default (FSDP still does)
   floor          a precomputed target: student forward + backward + optimizer step alone
   quant_aware    (--quant-aware GRID) c through fake-quantized weights
+  on_grid        (--on-grid) c training only the Q4_1 grid's steps and offsets (and norm gains), as `mule
+                 distill` does by default on the default model, which ships on that grid
 --tiny-vocab V runs the same rows on a tiny random Llama with a V-token vocabulary (e.g. 128256, Llama 3's),
 where the logits, not the model, dominate memory.
 
@@ -35,6 +37,7 @@ Examples:
   python benchmarks/bench_distill.py                    # default model, CPU (fp32) or GPU (bf16 autocast)
   python benchmarks/bench_distill.py --batch-size 4 --repeats 2 --threads 2
   python benchmarks/bench_distill.py --quant-aware q4_1   # + a step through fake-quantized weights
+  python benchmarks/bench_distill.py --on-grid            # + a step on the Q4_1 grid (training's default here)
   python benchmarks/bench_distill.py --tiny-vocab 128256 --json docs/benchmarks/distill_tiny128k.json
 """
 
@@ -87,11 +90,13 @@ def _tiny_model(vocab: int) -> str:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from mule_cli.models import DEFAULT_MODEL, load_tokenizer, resolve_model
+    from mule_cli.quant import quantize_model_
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                          num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
                                          bos_token_id=1, eos_token_id=2, pad_token_id=2))
+    quantize_model_(model, "q4_1")  # on the Q4_1 grid, as the default model ships (the on_grid row needs it)
     path = Path(tempfile.mkdtemp(prefix="mule-bench-tiny-"))
     model.save_pretrained(path, safe_serialization=True)
     load_tokenizer(resolve_model(DEFAULT_MODEL)).save_pretrained(path)
@@ -141,8 +146,14 @@ def child(args) -> dict:
         from mule_cli.distill.quant_aware import enable
 
         quant = enable(lm, args.qa_child)
+    if args.grid_child:  # --on-grid: the Linear layers re-parametrized on their Q4_1 grid
+        from mule_cli.distill import on_grid
+
+        on_grid.enable(lm)
     student = ResponseLogits(lm)
-    opt = adamw(list(student.parameters()), lr=1e-5)  # training's optimizer
+    from mule_cli.distill.on_grid import param_groups
+
+    opt = adamw(param_groups(student, 1e-5), lr=1e-5)  # training's optimizer and parameter groups
     cuda = device.startswith("cuda")
 
     # the chunked loss exactly as training takes it (the head on the quant-aware grid, a tied head's sparse gradient)
@@ -191,7 +202,7 @@ def child(args) -> dict:
 
     med = statistics.median(times)
     return {"model": args.model_label or args.model, "variant": args.variant, "step_s": med, "peak_mb": peak_mb,
-            "impl": args.impl + (f"+{args.qa_child}" if args.qa_child else ""), "teacher": args.teacher,
+            "impl": args.impl + (f"+{args.qa_child}" if args.qa_child else "") + ("+grid" if args.grid_child else ""), "teacher": args.teacher,
             "chunked": chunked, "fresh_targets": args.fresh,
             "backend": backend(device) if args.impl != "reference" else "reference",
             "device": device, "dtype": str(dtype), "batch": args.batch_size, "tokens": tokens,
@@ -213,7 +224,10 @@ def main():
                     "instead of --model (the default model's tokenizer).")
     ap.add_argument("--quant-aware", metavar="GRID", help="Also time a fused step through weights fake-quantized "
                     "on GRID (q4_1, int4, int8), as `mule distill --quant-aware` runs every other step.")
+    ap.add_argument("--on-grid", action="store_true", help="Also time a fused step that trains only the Q4_1 "
+                    "grid's steps and offsets, as `mule distill` does on a model that ships on that grid.")
     ap.add_argument("--child", dest="impl", help=argparse.SUPPRESS)
+    ap.add_argument("--grid-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--qa-child", help=argparse.SUPPRESS)
     ap.add_argument("--teacher", default="uncached", choices=("uncached", "cached", "floor"), help=argparse.SUPPRESS)
     ap.add_argument("--fresh", action="store_true", help=argparse.SUPPRESS)
@@ -236,6 +250,8 @@ def main():
     if args.quant_aware:
         variants.append(("quant_aware", "fused",
                          ["--qa-child", args.quant_aware, "--teacher", "cached", "--chunked"]))
+    if args.on_grid:
+        variants.append(("on_grid", "fused", ["--grid-child", "--teacher", "cached", "--chunked"]))
     # A fixed malloc mmap threshold: freed large blocks go back to the OS, so the RSS high-water mark sees
     # each step's real peak (glibc's adaptive threshold would keep them on the heap after the warm-up step).
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
@@ -272,6 +288,9 @@ def _report(rows: dict) -> None:
         q = ratio(rows["quant_aware"], c)
         print(f"quant-aware/c: quantized step x{q:.3f}; a run alternates quantized and plain steps: "
               f"x{(1 + q) / 2:.3f} per step on average")
+    if "on_grid" in rows:
+        print(f"on-grid/c: step time x{ratio(rows['on_grid'], c):.3f} (target <= 1.3), "
+              f"peak extra memory x{ratio(rows['on_grid'], c, 'peak_mb'):.3f}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import os
 
 import click
 
-from ..distill.config import BASELINE_DEFAULTS, DISTILL_DEFAULTS, METHODS, OURS_DEFAULTS, DistillConfig
+from ..distill.config import BASELINE_DEFAULTS, DISTILL_DEFAULTS, METHODS, ON_GRID_CHOICES, OURS_DEFAULTS, DistillConfig
 from ..models import locate_model
 from ..quant import GRID_NAMES
 from ..records import read_many
@@ -85,6 +85,10 @@ Examples:
 @click.option("--quant-aware", metavar="GRID", type=click.Choice(GRID_NAMES),
               help="Train through fake-quantized weights on every other step (q4_1 = GGUF Q4_1, int4 = symmetric "
                    "groups of 128, int8 = per channel) so a quantized copy of the saved model forgets too.")
+@click.option("--on-grid", type=click.Choice(ON_GRID_CHOICES), show_default=True,
+              help="Train only the Q4_1 grid's per-group steps and offsets (and the norm gains), so the saved "
+                   "model stays on the 4-bit grid and a Q4_1 copy forgets exactly as it does. auto = yes for "
+                   "ours on a model that ships as Q4_1 (the default model), no otherwise.")
 @click.option("--batch-size", type=int, show_default=True, help="Records per micro-batch (global).")
 @click.option("--grad-accum", type=int, show_default=True, help="Micro-batches per optimizer step.")
 @click.option("--epochs", type=int, show_default=True)

@@ -18,6 +18,7 @@ DISTILL_METHODS = ("ours", "duet", "bild")  # distil from the intention-prompted
 METHODS = (*DISTILL_METHODS, "sft", "ga", "graddiff", "npo", "simnpo")
 RESPONSE_SOURCES = ("data", "teacher", "base")
 RETAIN_NLL_METHODS = ("graddiff", "npo", "simnpo")  # the methods --retain-weight applies to
+ON_GRID_CHOICES = ("auto", "yes", "no")  # auto: `ours` on a model that ships on the Q4_1 grid (on_grid.py)
 
 # The options whose default depends on the method. ours, DUET and BiLD default to the best measured setting
 # (docs/RESULTS.md, "Defaults"): the intention effect amplified x2 on forget, adversarial and neighbour
@@ -150,6 +151,7 @@ class DistillConfig:
     lora_rank: int = 0  # 0 = train every weight; R = rank-R adapters on the decoder projections (lora.py)
     lora_alpha: float = 16.0
     quant_aware: str | None = None  # q4_1 | int4 | int8: the student trains through this grid (quant_aware.py)
+    on_grid: str = "auto"  # auto | yes | no: train only the Q4_1 grid's steps and offsets (on_grid.py)
     batch_size: int = 8
     grad_accum: int = 1
     epochs: int = 3
@@ -204,6 +206,9 @@ class DistillConfig:
             (self.quant_aware in (None, *GRID_NAMES),
              f"--quant-aware must be one of {', '.join(GRID_NAMES)}, not {self.quant_aware!r}"),
             (not (self.lora_rank and self.fsdp), "--lora-rank does not work with --fsdp yet"),
+            (self.on_grid in ON_GRID_CHOICES, f"--on-grid must be one of {', '.join(ON_GRID_CHOICES)}"),
+            (self.on_grid != "yes" or not (self.lora_rank or self.quant_aware or self.fsdp),
+             "--on-grid yes trains the grid itself; it does not combine with --lora-rank, --quant-aware or --fsdp"),
             (self.top_k >= 1 and self.bild_top_k >= 1, "top-k values must be >= 1"),
             (self.beta > 0, "--beta must be > 0"),
             (self.save_every >= 0 and self.grad_cosine >= 0, "--save-every/--grad-cosine must be >= 0"),
@@ -234,7 +239,7 @@ class DistillConfig:
                    "demo_answers", "refusal", "refusal_anchors", "weights", "top_k", "beta",
                    "bild_top_k", "bild_temperature", "npo_beta", "simnpo_beta", "simnpo_gamma", "forget_weight",
                    "retain_weight", "lr", "weight_decay", "warmup_steps", "schedule", "max_grad_norm", "lora_rank",
-                   "lora_alpha", "quant_aware", "batch_size", "grad_accum", "epochs", "max_steps", "seed", "max_length")
+                   "lora_alpha", "quant_aware", "on_grid", "batch_size", "grad_accum", "epochs", "max_steps", "seed", "max_length")
 
 
 def config_changes(saved: dict, cfg: DistillConfig) -> list[str]:

@@ -22,7 +22,7 @@ from ..intentions import build_intentions, demo_candidates, parse_demos
 from ..kernels import NonFiniteLogits, backend
 from ..models import pick_device, pick_dtype, resolve_model, load_tokenizer
 from ..records import OBJECTIVES, read_many
-from . import checkpoint, output, quant_aware
+from . import checkpoint, on_grid, output, quant_aware
 from . import distributed as D
 from .batches import (anchor_units, build_examples, collate, demo_pool, split_for_rank, student_prompt, teacher_prompt,
                       training_plan)
@@ -63,7 +63,8 @@ def adamw(params: list, lr: float, weight_decay: float = 0.0) -> torch.optim.Ada
     step updates a tensor in one pass, while the default step allocates temporaries the size of each parameter
     (two per tensor in the CPU loop; on CUDA, foreach, the whole model's), which set the peak memory of a small
     batch."""
-    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
+    tensors = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in tensors)
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
@@ -195,21 +196,23 @@ def _training_records(cfg, spec, records, dist) -> list[dict]:
     return train_records + refusal_anchor_records(records, anchored, cfg.refusal)
 
 
-def _student(cfg, model_path, device):
-    """(the trainable model in fp32 master weights, its --quant-aware switch or None); bf16 comes from
-    autocast on GPU."""
+def _student(cfg, spec, model_path, device):
+    """(the trainable model in fp32 master weights, its --quant-aware switch or None, whether it trains on
+    the Q4_1 grid); bf16 comes from autocast on GPU."""
     torch.manual_seed(cfg.seed)
     lm = _load_lm(model_path, torch.float32, device)
     if cfg.lora_rank:
         add_lora(lm, cfg.lora_rank, cfg.lora_alpha)
     quant = quant_aware.enable(lm, cfg.quant_aware) if cfg.quant_aware else None
+    other_reparam = bool(cfg.lora_rank or cfg.quant_aware or cfg.fsdp)
+    grid = on_grid.wanted(cfg.on_grid, spec.name, lm, other_reparam=other_reparam) and on_grid.enable(lm) > 0
     if cfg.gradient_checkpointing:
         if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5 name
             lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:  # non-reentrant: DDP-safe
             lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         lm.config.use_cache = False
-    return lm.train(), quant
+    return lm.train(), quant, grid
 
 
 class ChunkedHead(NamedTuple):
@@ -261,10 +264,10 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
                          grad_accum=cfg.grad_accum, seed=cfg.seed, epochs=cfg.epochs, max_steps=cfg.max_steps)
     total = len(plan)
 
-    lm, quant = _student(cfg, model_path, device)
+    lm, quant, grid = _student(cfg, spec, model_path, device)
     module = D.wrap(ResponseLogits(lm), dist, fsdp=cfg.fsdp, device=device)
     head = _chunked_head(cfg, spec, lm, teacher, quant, device)
-    optimizer = adamw([p for p in module.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = adamw(on_grid.param_groups(module, cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
 
     start, bad_run = 0, 0
@@ -283,7 +286,7 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
             "device": device, "dtype": str(dtype).replace("torch.", ""), "total_steps": total,
             "records": {o: sum(1 for r in records if r["objective"] == o) for o in OBJECTIVES},
             "refusal_anchors": sum(1 for r in train_records if is_anchor(r)),
-            "intentions": prompts, "loss_from_hidden_states": head is not None,
+            "intentions": prompts, "loss_from_hidden_states": head is not None, "on_grid": grid,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     log = None
     if dist.main:
@@ -353,6 +356,8 @@ def _distill(cfg, records, dist, device, out, on_step) -> dict:
 
     if quant is not None:
         quant.remove()
+    if grid:
+        on_grid.finish(lm)  # the grid's weights into plain Linear weights
     if cfg.lora_rank:
         merge_lora(lm)  # a plain model folder: the adapters folded into the weights
     state = D.full_state_dict(module)
