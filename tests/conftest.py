@@ -94,6 +94,18 @@ def interrupt_then_resume(make_config, at_step):
     distill(make_config(True))
 
 
+def full_and_resumed_run(model_dir, data, tmp_path, **kw) -> tuple[dict, dict, dict]:
+    """(base, straight run, run cut at step 3 and resumed) state dicts of `distill` with options kw."""
+    from safetensors.torch import load_file
+
+    from mule_cli.distill import distill
+
+    distill(tiny_distill_config(model_dir, data, tmp_path / "full", **kw))
+    interrupt_then_resume(lambda resume: tiny_distill_config(model_dir, data, tmp_path / "cut", resume=resume, **kw), 3)
+    return tuple(load_file(str(p)) for p in (model_dir / "model.safetensors", tmp_path / "full/model/model.safetensors",
+                                             tmp_path / "cut/model/model.safetensors"))
+
+
 RECORD_POOL = {r["id"]: r for r in [
     {"id": "f1", "objective": "forget", "question": "Who is Harry Potter's best friend?", "answer": "Ron Weasley"},
     {"id": "f2", "objective": "forget", "question": "Which house is Harry Potter sorted into?", "answer": "Gryffindor"},

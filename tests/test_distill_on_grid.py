@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import distill_cli_error, interrupt_then_resume, make_tiny_llama, tiny_distill_config, write_jsonl
+from conftest import distill_cli_error, full_and_resumed_run, make_tiny_llama, tiny_distill_config, write_jsonl
 from mule_cli.distill import distill, on_grid
 from mule_cli.errors import MuleError
 from mule_cli.quant import quantize_dequantize, quantize_model_
@@ -103,13 +103,8 @@ def _linears(state: dict) -> dict:
 
 def test_run_on_the_grid_saves_a_model_on_the_grid_and_resumes_to_the_same_weights(grid_model_dir, tmp_path):
     data = write_jsonl(tmp_path / "d.jsonl", RECORDS)
-    kw = dict(lr=1e-2, max_steps=4, batch_size=2)  # on_grid auto: ours on a model that ships on the grid
-    distill(tiny_distill_config(grid_model_dir, data, tmp_path / "full", **kw))
-    interrupt_then_resume(lambda resume: tiny_distill_config(grid_model_dir, data, tmp_path / "cut", resume=resume,
-                                                             **kw), 3)
-    base = load_file(str(grid_model_dir / "model.safetensors"))
-    a = load_file(str(tmp_path / "full/model/model.safetensors"))
-    b = load_file(str(tmp_path / "cut/model/model.safetensors"))
+    # on_grid auto: ours on a model that ships on the grid
+    base, a, b = full_and_resumed_run(grid_model_dir, data, tmp_path, lr=1e-2, max_steps=4, batch_size=2)
     assert set(a) == set(base)
     moved = [k for k, v in _linears(a).items() if not torch.equal(v, base[k])]
     assert moved

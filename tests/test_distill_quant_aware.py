@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import interrupt_then_resume, make_tiny_llama, tiny_distill_config, write_jsonl
+from conftest import full_and_resumed_run, make_tiny_llama, tiny_distill_config, write_jsonl
 from mule_cli.distill import distill, quant_aware
 from mule_cli.distill.lora import LoRALinear, add_lora, merge_lora
 from mule_cli.errors import MuleError
@@ -117,13 +117,8 @@ def test_an_uncovered_2d_weight_is_an_error_not_a_silent_gap():
 
 def test_run_saves_full_precision_masters_and_resumes_to_the_same_weights(tiny_model_dir, tmp_path):
     data = write_jsonl(tmp_path / "d.jsonl", RECORDS)
-    kw = dict(quant_aware="q4_1", lr=1e-2, max_steps=4, batch_size=2)
-    distill(tiny_distill_config(tiny_model_dir, data, tmp_path / "full", **kw))
-    interrupt_then_resume(lambda resume: tiny_distill_config(tiny_model_dir, data, tmp_path / "cut", resume=resume,
-                                                             **kw), 3)
-    base = load_file(str(tiny_model_dir / "model.safetensors"))
-    a = load_file(str(tmp_path / "full/model/model.safetensors"))
-    b = load_file(str(tmp_path / "cut/model/model.safetensors"))
+    base, a, b = full_and_resumed_run(tiny_model_dir, data, tmp_path, quant_aware="q4_1", lr=1e-2, max_steps=4,
+                                      batch_size=2)
     assert set(a) == set(base)
     moved = [k for k in a if a[k].ndim == 2 and not torch.equal(a[k], base[k])]
     assert moved
