@@ -87,7 +87,7 @@ Examples:
                    "groups of 128, int8 = per channel) so a quantized copy of the saved model forgets too.")
 @click.option("--on-grid", type=click.Choice(ON_GRID_CHOICES), show_default=True,
               help="Train only the Q4_1 grid's per-group steps and offsets (and the norm gains), so the saved "
-                   "model stays on the 4-bit grid and a Q4_1 copy forgets exactly as it does. auto = yes for "
+                   "model stays on the 4-bit grid and a Q4_1 copy forgets as it does. auto = yes for "
                    "ours on a model that ships as Q4_1 (the default model), no otherwise.")
 @click.option("--batch-size", type=int, show_default=True, help="Records per micro-batch (global).")
 @click.option("--grad-accum", type=int, show_default=True, help="Micro-batches per optimizer step.")
