@@ -165,3 +165,13 @@ def test_two_gloo_processes_on_the_grid_match_one_process(grid_model_dir, tmp_pa
     assert any(not torch.equal(a[k], base[k]) for k in a)
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+
+
+def test_a_checkpoint_from_before_the_option_resumes_only_with_on_grid_no():
+    """It trained every weight and holds no grid parameters: resuming it on the grid would fail to load."""
+    from mule_cli.distill.config import DistillConfig, config_changes
+
+    old = DistillConfig(target="Harry Potter").to_dict()
+    del old["on_grid"]
+    assert config_changes(old, DistillConfig(target="Harry Potter")) == ["on_grid"]
+    assert config_changes(old, DistillConfig(target="Harry Potter", on_grid="no")) == []

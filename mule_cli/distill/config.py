@@ -242,8 +242,14 @@ class DistillConfig:
                    "lora_alpha", "quant_aware", "on_grid", "batch_size", "grad_accum", "epochs", "max_steps", "seed", "max_length")
 
 
+# What a checkpoint that predates an option trained with, where that differs from the option's default now:
+# before --on-grid every weight trained, so such a checkpoint holds no grid parameters to resume.
+PREDATED = {"on_grid": "no"}
+
+
 def config_changes(saved: dict, cfg: DistillConfig) -> list[str]:
     """RESUME_KEYS whose value differs from a checkpoint's config. A key the checkpoint predates (an
-    option added since) counts as that option's default, so old checkpoints resume under defaults."""
+    option added since) counts as what it trained with (PREDATED, else the option's default)."""
     defaults = DistillConfig()
-    return [k for k in DistillConfig.RESUME_KEYS if saved.get(k, getattr(defaults, k)) != getattr(cfg, k)]
+    return [k for k in DistillConfig.RESUME_KEYS
+            if saved.get(k, PREDATED.get(k, getattr(defaults, k))) != getattr(cfg, k)]
