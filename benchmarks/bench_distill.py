@@ -108,6 +108,7 @@ def child(args) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from mule_cli.distill import on_grid
     from mule_cli.distill.batches import build_examples, collate
     from mule_cli.distill.config import DistillConfig
     from mule_cli.distill.forward import ResponseLogits
@@ -147,13 +148,9 @@ def child(args) -> dict:
 
         quant = enable(lm, args.qa_child)
     if args.grid_child:  # --on-grid: the Linear layers re-parametrized on their Q4_1 grid
-        from mule_cli.distill import on_grid
-
         on_grid.enable(lm)
     student = ResponseLogits(lm)
-    from mule_cli.distill.on_grid import param_groups
-
-    opt = adamw(param_groups(student, 1e-5), lr=1e-5)  # training's optimizer and parameter groups
+    opt = adamw(on_grid.param_groups(student, 1e-5), lr=1e-5)  # training's optimizer and parameter groups
     cuda = device.startswith("cuda")
 
     # the chunked loss exactly as training takes it (the head on the quant-aware grid, a tied head's sparse gradient)
@@ -202,7 +199,8 @@ def child(args) -> dict:
 
     med = statistics.median(times)
     return {"model": args.model_label or args.model, "variant": args.variant, "step_s": med, "peak_mb": peak_mb,
-            "impl": args.impl + (f"+{args.qa_child}" if args.qa_child else "") + ("+grid" if args.grid_child else ""), "teacher": args.teacher,
+            "impl": args.impl + (f"+{args.qa_child}" if args.qa_child else "") + ("+grid" if args.grid_child else ""),
+            "teacher": args.teacher,
             "chunked": chunked, "fresh_targets": args.fresh,
             "backend": backend(device) if args.impl != "reference" else "reference",
             "device": device, "dtype": str(dtype), "batch": args.batch_size, "tokens": tokens,

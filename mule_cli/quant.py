@@ -115,14 +115,37 @@ def _dequantized_whole_groups(w: torch.Tensor, g: Grid) -> torch.Tensor | None:
             return None
         safe = torch.where(s > 0, s, torch.ones_like(s))
         return (grouped / safe).round_().clamp_(g.qmin, g.qmax).mul_(s).reshape(w.shape)
+    parts = _asymmetric_codes(grouped, g)
+    if parts is None:
+        return None
+    codes, d16, m16 = parts
+    return codes.mul_(d16).add_(m16).reshape(w.shape)
+
+
+def _asymmetric_codes(grouped: torch.Tensor, g: Grid) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """(codes, fp16-rounded step, fp16-rounded min) of float32 groups [..., G] on an asymmetric grid, as
+    `_asymmetric` computes them op for op; None when a group's statistics are not finite."""
     mn = grouped.amin(-1, keepdim=True)
     d = (grouped.amax(-1, keepdim=True) - mn) / g.qmax
     d16, m16 = d.half().float(), mn.half().float()
     if not bool(torch.isfinite(torch.stack([d, d16, m16])).all()):
         return None
     inv = torch.where(d != 0, 1.0 / torch.where(d != 0, d, torch.ones_like(d)), torch.zeros_like(d))
-    out = (grouped - mn).mul_(inv).add_(0.5).floor_().clamp_(max=g.qmax)  # as _asymmetric, op for op
-    return out.mul_(d16).add_(m16).reshape(w.shape)
+    return (grouped - mn).mul_(inv).add_(0.5).floor_().clamp_(max=g.qmax), d16, m16
+
+
+def grid_codes(w: torch.Tensor, grid: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """(codes, step, min) of a 2-D weight [out, in] on an asymmetric grid, grouped [out, in/G, G] /
+    [out, in/G, 1], when codes · step + min gives w back exactly (w sits on the grid: quantizing it changes
+    nothing), else None. Why: `mule distill --on-grid` trains the step and min of a model that ships on it."""
+    g = get_grid(grid)
+    if g.symmetric or w.ndim != 2 or not g.group or w.shape[-1] % g.group:
+        return None
+    grouped = w.detach().float().reshape(w.shape[0], -1, g.group)
+    parts = _asymmetric_codes(grouped, g)  # reads grouped, returns new tensors
+    if parts is None or not torch.equal(parts[0] * parts[1] + parts[2], grouped):
+        return None
+    return parts
 
 
 def half_step(w: torch.Tensor, grid: str) -> torch.Tensor:

@@ -93,8 +93,10 @@ def test_param_groups_put_the_grid_at_half_the_rate_and_leave_a_plain_model_one_
     ("auto", "ours", False, True), ("auto", "npo", False, False), ("auto", "duet", False, False),
     ("auto", "ours", True, False), ("no", "ours", False, False), ("yes", "npo", False, True)])
 def test_auto_means_ours_on_a_model_that_ships_on_the_grid(setting, method, other, expected):
-    assert on_grid.wanted(setting, method, on_grid_model(), other_reparam=other) is expected
-    assert on_grid.wanted("auto", "ours", make_tiny_llama(300), other_reparam=False) is False
+    assert (on_grid.apply(setting, method, on_grid_model(), other_reparam=other) > 0) is expected
+    off_grid = make_tiny_llama(300)
+    assert on_grid.apply("auto", "ours", off_grid, other_reparam=False) == 0
+    assert not any("forward" in vars(m) for m in off_grid.modules())  # left as it was
 
 
 def _linears(state: dict) -> dict:

@@ -239,7 +239,8 @@ class DistillConfig:
                    "demo_answers", "refusal", "refusal_anchors", "weights", "top_k", "beta",
                    "bild_top_k", "bild_temperature", "npo_beta", "simnpo_beta", "simnpo_gamma", "forget_weight",
                    "retain_weight", "lr", "weight_decay", "warmup_steps", "schedule", "max_grad_norm", "lora_rank",
-                   "lora_alpha", "quant_aware", "on_grid", "batch_size", "grad_accum", "epochs", "max_steps", "seed", "max_length")
+                   "lora_alpha", "quant_aware", "on_grid", "batch_size", "grad_accum", "epochs", "max_steps", "seed",
+                   "max_length")
 
 
 # What a checkpoint that predates an option trained with, where that differs from the option's default now:

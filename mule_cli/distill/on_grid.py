@@ -22,23 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import MuleError
-from ..quant import GRIDS
+from ..quant import GRIDS, grid_codes
 
 GRID = "q4_1"
-
-
-def _codes(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """(codes, step, offset) of a weight [out, in] in groups [out, in/32, 32] / [out, in/32, 1] when
-    q · d + m gives it back exactly (it sits on the grid, as Q4_1's dequantizer computes it), else None."""
-    g = GRIDS[GRID]
-    if w.ndim != 2 or w.shape[-1] % g.group:
-        return None
-    grouped = w.detach().float().reshape(w.shape[0], -1, g.group)
-    mn = grouped.amin(-1, keepdim=True)
-    d = ((grouped.amax(-1, keepdim=True) - mn) / g.qmax).half().float()
-    m = mn.half().float()
-    q = torch.round((grouped - m) / torch.where(d != 0, d, torch.ones_like(d))).clamp(g.qmin, g.qmax)
-    return (q, d, m) if torch.equal(q * d + m, grouped) else None
 
 
 def on_grid_linears(model: nn.Module) -> list[nn.Linear]:
@@ -47,11 +33,17 @@ def on_grid_linears(model: nn.Module) -> list[nn.Linear]:
     return [m for m in model.modules() if isinstance(m, nn.Linear) and m is not head]
 
 
+def _layer_codes(model: nn.Module) -> list[tuple[nn.Linear, tuple]] | None:
+    """[(layer, its (codes, step, min))] when every trainable Linear weight sits on the Q4_1 grid, else None."""
+    layers = on_grid_linears(model)
+    found = [(mod, grid_codes(mod.weight, GRID)) for mod in layers]
+    return found if layers and all(c is not None for _, c in found) else None
+
+
 def ships_on_grid(model: nn.Module) -> bool:
     """Whether every trainable Linear weight sits on the Q4_1 grid (a model converted from a Q4_1 file):
     the condition for training on it without first losing accuracy to quantization."""
-    layers = on_grid_linears(model)
-    return bool(layers) and all(_codes(mod.weight) is not None for mod in layers)
+    return _layer_codes(model) is not None
 
 
 def _forward(self, x):
@@ -62,19 +54,22 @@ def _forward(self, x):
 def enable(model: nn.Module) -> int:
     """Re-parametrize the model's Linear layers on the grid; returns how many. Fails when a weight is off
     the grid: there is no grid to keep."""
-    layers = on_grid_linears(model)
-    codes = [_codes(mod.weight) for mod in layers]
-    if not layers or any(c is None for c in codes):
+    found = _layer_codes(model)
+    if found is None:
         raise MuleError("--on-grid yes needs a model whose Linear weights sit on the Q4_1 grid (one converted "
                         "from a Q4_1 GGUF file, like the default model); this one's do not")
-    for mod, (q, d, m) in zip(layers, codes):
+    return _reparametrize(model, found)
+
+
+def _reparametrize(model: nn.Module, found: list) -> int:
+    for mod, (q, d, m) in found:
         mod.register_buffer("_grid_q", q, persistent=False)
         mod.grid_step = nn.Parameter(d)
         mod.grid_offset = nn.Parameter(m)
         mod.weight.requires_grad_(False)
         mod.forward = types.MethodType(_forward, mod)
     model.get_input_embeddings().weight.requires_grad_(False)
-    return len(layers)
+    return len(found)
 
 
 def finish(model: nn.Module) -> None:
@@ -96,21 +91,26 @@ def finish(model: nn.Module) -> None:
 # The grid's steps and offsets train at half --lr: each moves 32 weights at once, and at the full rate they
 # cost the unquantized model Retain and neighbour accuracy (docs/RESULTS.md, "On the grid").
 GRID_LR_SCALE = 0.5
+GRID_PARAMS = (".grid_step", ".grid_offset")  # the parameters `enable` adds to each layer
 
 
-def wanted(setting: str, method: str, model: nn.Module, *, other_reparam: bool) -> bool:
-    """`--on-grid`: yes / no, or auto = `ours` on a model that ships on the grid and trains all its weights
-    (not under --lora-rank, --quant-aware or --fsdp: `other_reparam`)."""
-    if setting != "auto":
-        return setting == "yes"
-    return method == "ours" and not other_reparam and ships_on_grid(model)
+def apply(setting: str, method: str, model: nn.Module, *, other_reparam: bool) -> int:
+    """`--on-grid`: yes (enable, or fail), no, or auto = `ours` on a model that ships on the grid and trains
+    all its weights (not under --lora-rank, --quant-aware or --fsdp: `other_reparam`). Returns how many
+    layers now train on the grid (0: none). The codes are computed once, for the check and the layers."""
+    if setting == "yes":
+        return enable(model)
+    if setting == "no" or method != "ours" or other_reparam:
+        return 0
+    found = _layer_codes(model)
+    return _reparametrize(model, found) if found is not None else 0
 
 
 def param_groups(module: nn.Module, lr: float) -> list[dict]:
     """The optimizer's parameter groups: the grid's steps and offsets at lr × GRID_LR_SCALE, the rest at lr
     (one group when nothing trains on the grid, so a plain run's optimizer is unchanged)."""
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
-    grid = [p for n, p in named if n.endswith((".grid_step", ".grid_offset"))]
-    rest = [p for n, p in named if not n.endswith((".grid_step", ".grid_offset"))]
+    grid = [p for n, p in named if n.endswith(GRID_PARAMS)]
+    rest = [p for n, p in named if not n.endswith(GRID_PARAMS)]
     groups = [{"params": rest}, {"params": grid, "lr": lr * GRID_LR_SCALE}]
     return [g for g in groups if g["params"]]

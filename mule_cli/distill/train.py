@@ -205,7 +205,7 @@ def _student(cfg, spec, model_path, device):
         add_lora(lm, cfg.lora_rank, cfg.lora_alpha)
     quant = quant_aware.enable(lm, cfg.quant_aware) if cfg.quant_aware else None
     other_reparam = bool(cfg.lora_rank or cfg.quant_aware or cfg.fsdp)
-    grid = on_grid.wanted(cfg.on_grid, spec.name, lm, other_reparam=other_reparam) and on_grid.enable(lm) > 0
+    grid = on_grid.apply(cfg.on_grid, spec.name, lm, other_reparam=other_reparam) > 0
     if cfg.gradient_checkpointing:
         if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5 name
             lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
