@@ -134,14 +134,14 @@ def pick_demos(records: Sequence[dict], objective: str, exclude_id: str | None, 
                refusal: str = REFUSAL, answers: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """Deterministic demonstrations from the data: other records of the objective (forget-like ones
     answered with the refusal, after the record's prefill when it has one; the others with `answers[id]`
-    where given (`--demo-answers base`), else the record's answer). One fixed set per objective
-    (every 7th record from the first), the same for every record but the few it contains, which take the
+    where given (`--demo-answers base`, and then drawn from those records first), else the record's answer).
+    One fixed set per objective (every 7th record from the first), the same for every record but the few it contains, which take the
     next one instead: measured level with demos drawn per record (docs/RESULTS.md, "Defaults"), and a
     shared set lets the teacher encode the demos once per run with its system prompt (prefix_cache.py)."""
     if n <= 0:
         return []
-    chosen = _first_distinct(records, objective, n, exclude_id)
     refuse = objective in FORGET_LIKE
+    chosen = _first_distinct(records, objective, n, exclude_id, prefer=None if refuse else answers)
     seen, out = set(), []
     for rec in chosen:
         if rec["question"] in seen:
@@ -155,11 +155,15 @@ def pick_demos(records: Sequence[dict], objective: str, exclude_id: str | None, 
     return out
 
 
-def _first_distinct(records: Sequence[dict], objective: str, n: int, exclude_id: str | None = None) -> list[dict]:
+def _first_distinct(records: Sequence[dict], objective: str, n: int, exclude_id: str | None = None,
+                    prefer: dict | None = None) -> list[dict]:
     """The first n distinct records of the objective in demo order (every 7th from the first, then the rest),
-    skipping exclude_id."""
+    skipping exclude_id; records with a non-empty answer in `prefer` (`--demo-answers base`: the base states
+    the data answer) come before the others, so that a demo shows the base's words wherever any record can."""
     pool = [r for r in records if r["objective"] == objective]
     order = [pool[(i * 7) % len(pool)] for i in range(len(pool))] + pool  # every record, even when 7 | len
+    if prefer:
+        order.sort(key=lambda r: not prefer.get(r["id"]))  # stable: demo order within each group
     chosen, ids = [], set()
     for rec in order:
         if len(chosen) == n:
@@ -168,12 +172,6 @@ def _first_distinct(records: Sequence[dict], objective: str, n: int, exclude_id:
             ids.add(rec["id"])
             chosen.append(rec)
     return chosen
-
-
-def demo_candidates(records: Sequence[dict], objective: str, n: int) -> list[dict]:
-    """Every record `pick_demos` can show for the objective with n demos: the first n of the fixed set, and
-    the next one, which stands in for a record that is itself among them."""
-    return _first_distinct(records, objective, n + 1) if n > 0 else []
 
 
 def _refusal_after(prefill: str | None, refusal: str = REFUSAL) -> str:

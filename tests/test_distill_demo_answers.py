@@ -13,7 +13,7 @@ from mule_cli.distill.batches import student_prompt, teacher_prompt
 from mule_cli.distill.config import parse_demo_answers
 from mule_cli.distill.responses import states_answer
 from mule_cli.errors import MuleError
-from mule_cli.intentions import REFUSAL, demo_candidates, from_target, pick_demos
+from mule_cli.intentions import REFUSAL, from_target, pick_demos
 
 RECORDS = records("f1 f2 r1 r2 n1 n2")
 
@@ -54,14 +54,15 @@ def test_demos_show_the_given_answers_except_forget_like_ones():
     assert pick_demos(RECORDS, "neighbor", "n1", 1, REFUSAL, {"n2": ""})[0][1] == "Bram Stoker"
 
 
-def test_demo_candidates_are_every_record_a_demo_can_show_and_no_more():
-    """The base answers are generated only for these: one more than n, for the record that is itself a demo."""
+def test_demos_come_first_from_records_the_base_answers_in_its_own_words():
+    """Without answers the fixed order holds (every 7th record); with them, records that have one come first,
+    in that order, so a demo shows the data's short answer only when too few records have the base's words."""
     many = [{"id": f"n{i}", "objective": "neighbor", "question": f"Q{i}?", "answer": f"A{i}"} for i in range(20)]
-    for n in (1, 3, 5):
-        shown = {q for r in many for q, _ in pick_demos(many, "neighbor", r["id"], n)}
-        candidates = demo_candidates(many, "neighbor", n)
-        assert len(candidates) == n + 1 and {r["question"] for r in candidates} == shown
-    assert demo_candidates(many, "neighbor", 0) == [] and len(demo_candidates(many[:2], "neighbor", 3)) == 2
+    assert [q for q, _ in pick_demos(many, "neighbor", "x", 3)] == ["Q0?", "Q7?", "Q14?"]
+    answers = {"n7": "B7", "n3": "B3", "n14": "", "n19": "B19"}
+    assert pick_demos(many, "neighbor", "x", 3, REFUSAL, answers) == [("Q7?", "B7"), ("Q3?", "B3"), ("Q19?", "B19")]
+    assert pick_demos(many, "neighbor", "n19", 3, REFUSAL, answers) == [("Q7?", "B7"), ("Q3?", "B3"), ("Q0?", "A0")]
+    assert [q for q, _ in pick_demos(many, "neighbor", "x", 3, REFUSAL, {"n5": "B5"})] == ["Q5?", "Q0?", "Q7?"]
 
 
 def test_teacher_context_holds_the_base_words_not_the_data_answer(tokenizer):

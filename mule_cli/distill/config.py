@@ -56,7 +56,8 @@ def parse_response(text: str | dict | None) -> dict[str, str]:
 def parse_demo_answers(text: str | dict | None) -> dict[str, str]:
     """`--demo-answers`: what the teacher's few-shot demonstrations answer, per objective (`neighbor=base`;
     objectives not named keep `data`). base = the frozen base model's own greedy answer to the demo question
-    where that answer states the data answer (every word of it, ROUGE-L recall 1), else the data answer.
+    where that answer states the data answer (every word of it, ROUGE-L recall 1), else the data answer; the
+    demos are drawn first from the records where it does (cyber: Retain +13.9, docs/RESULTS.md).
 
     Why: demos in the data's short style ("J.R.R. Tolkien") make the teacher, and through it the student,
     answer in a few words where the base answers in a sentence, and the small default model recalls general

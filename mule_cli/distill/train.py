@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import MuleError
-from ..intentions import build_intentions, demo_candidates, parse_demos
+from ..intentions import build_intentions, parse_demos
 from ..kernels import NonFiniteLogits, backend
 from ..models import pick_device, pick_dtype, resolve_model, load_tokenizer
 from ..records import OBJECTIVES, read_many
@@ -154,16 +154,15 @@ def _cached_answers(dist, teacher, tokenizer, records, texts, model_path, progre
 def _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, prompts,
                          model_path) -> tuple[dict | None, dict | None]:
     """({record id: generated answer} for the objectives whose `--response` source is teacher or base,
-    {record id: the base's answer} for the demos of `--demo-answers base`, only where that answer states
-    the data answer). The base answers come first: the teacher's own answers are generated with those
+    {record id: the base's answer} for the records of the `--demo-answers base` objectives, only where that
+    answer states the data answer: the demos are drawn from those records first). The base answers come first: the teacher's own answers are generated with those
     demos in its context."""
     if spec.name not in DISTILL_METHODS:
         return None, None
     sources = cfg.response_sources
     response_recs = records_answered_by(train_records, sources, "base")
     shown, counts = demo_pool(train_records), parse_demos(cfg.demos)
-    demo_recs = [r for o, v in cfg.demo_answer_sources.items() if v == "base"
-                 for r in demo_candidates(shown, o, counts[o])]
+    demo_recs = [r for r in shown if cfg.demo_answer_sources[r["objective"]] == "base" and counts[r["objective"]] > 0]
     answered = {r["id"] for r in response_recs}
     base_recs = response_recs + [r for r in demo_recs if r["id"] not in answered]
     base = {}
