@@ -155,8 +155,8 @@ def _generated_responses(cfg, spec, dist, teacher, tokenizer, train_records, pro
                          model_path) -> tuple[dict | None, dict | None]:
     """({record id: generated answer} for the objectives whose `--response` source is teacher or base,
     {record id: the base's answer} for the records of the `--demo-answers base` objectives, only where that
-    answer states the data answer: the demos are drawn from those records first). The base answers come first: the teacher's own answers are generated with those
-    demos in its context."""
+    answer states the data answer: the demos are drawn from those records first). The base answers come
+    first: the teacher's own answers are generated with those demos in its context."""
     if spec.name not in DISTILL_METHODS:
         return None, None
     sources = cfg.response_sources
