@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuilds docs/results/hp_methods_seeds.{md,png} (docs/RESULTS.md, "Harry Potter, every method over three seeds
+# Rebuilds docs/results/hp_methods_seeds.md (docs/RESULTS.md, "Harry Potter, every method over three seeds
 # (old split)") from the per-run evaluate reports in docs/results/: each report is followed by the rows it
 # contributes (old=shown name). The reports are `mule evaluate --json` files, which today's examples/seed_means.py
 # (per-record files, intervals) does not read, so this runs the report-pooling seed_means.py of commit f8e8fde.
@@ -27,5 +27,4 @@ PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "${PYTHON:-.venv/bin/python}" "$SEE
   "$D/hp_r7_response_base_forget_base.json:rb1=ours" "$D/hp_r7_response_base_seed1_sentences.json:rb1=ours" \
   "$D/hp_r7_response_base_seed2.json:rb1=ours" "$D/hp_r8_duet_bild_seeds01_steps120.json:duet=DUET,bild=BiLD" \
   "$D/hp_r8_duet_bild_seed2_protect.json:duet=DUET,bild=BiLD" \
-  --markdown "$D/hp_methods_seeds.md" --plot "$D/hp_methods_seeds_radar.png" \
-  --plot-only "ours,DUET,BiLD,SFT,GA,GradDiff,NPO,SimNPO,in-context oracle router"
+  --markdown "$D/hp_methods_seeds.md"
