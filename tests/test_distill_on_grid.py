@@ -177,3 +177,25 @@ def test_a_checkpoint_from_before_the_option_resumes_only_with_on_grid_no():
     del old["on_grid"]
     assert config_changes(old, DistillConfig(target="Harry Potter")) == ["on_grid"]
     assert config_changes(old, DistillConfig(target="Harry Potter", on_grid="no")) == []
+
+
+def test_a_checkpoint_of_other_trainable_parameters_is_a_one_line_error(tmp_path):
+    """A checkpoint whose optimizer state covers other parameters than this run trains (one written by a mule
+    that froze or trained other weights): resuming says so instead of raising torch's own error."""
+    from mule_cli.distill import checkpoint
+    from mule_cli.distill.distributed import Dist
+
+    def trainer(train_embedding: bool):
+        model = on_grid_model()
+        on_grid.enable(model)
+        model.get_input_embeddings().weight.requires_grad_(train_embedding)
+        optimizer = torch.optim.AdamW(on_grid.param_groups(model, 1e-3), lr=1e-3)
+        return model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+    model, optimizer, scheduler = trainer(train_embedding=False)
+    model(input_ids=IDS).logits.square().sum().backward()
+    optimizer.step()
+    checkpoint.save(tmp_path, model, optimizer, scheduler, {"step": 1}, Dist())
+    checkpoint.load(tmp_path, *trainer(train_embedding=False))  # the same parameters resume
+    with pytest.raises(MuleError, match="does not fit this run's trainable parameters"):
+        checkpoint.load(tmp_path, *trainer(train_embedding=True))

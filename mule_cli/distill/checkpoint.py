@@ -87,7 +87,11 @@ def load(out_dir: Path, module, optimizer, scheduler) -> dict:
         trainer["teacher_cache"] = torch.load(cache_file, weights_only=False) if cache_file.is_file() else {}
     except Exception as exc:  # a damaged file: say which
         raise MuleError(f"{path}: cannot read checkpoint ({exc})") from None
-    D.load_full_state(module, optimizer, model_state, optim_state)
+    try:
+        D.load_full_state(module, optimizer, model_state, optim_state)
+    except (ValueError, RuntimeError, KeyError) as exc:  # e.g. a checkpoint of a mule that trained other parameters
+        raise MuleError(f"{path}: the checkpoint does not fit this run's trainable parameters ({str(exc)[:200]}); "
+                        f"resume with the mule and options that wrote it, or start again without --resume") from None
     scheduler.load_state_dict(trainer["scheduler"])
     set_rng_state(trainer["rng"])
     return trainer
