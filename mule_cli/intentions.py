@@ -136,8 +136,9 @@ def pick_demos(records: Sequence[dict], objective: str, exclude_id: str | None, 
     answered with the refusal, after the record's prefill when it has one; the others with `answers[id]`
     where given (`--demo-answers base`, and then drawn from those records first), else the record's answer).
     One fixed set per objective (every 7th record from the first), the same for every record but the few it
-    contains, which take the next one instead: measured level with demos drawn per record (docs/RESULTS.md, "Defaults"), and a
-    shared set lets the teacher encode the demos once per run with its system prompt (prefix_cache.py)."""
+    contains, which take the next one instead: measured level with demos drawn per record (docs/RESULTS.md,
+    "Defaults"), and a shared set lets the teacher encode the demos once per run with its system prompt
+    (prefix_cache.py)."""
     if n <= 0:
         return []
     refuse = objective in FORGET_LIKE
