@@ -1,36 +1,35 @@
 #!/usr/bin/env bash
-# Prints the numbers of docs/RESULTS.md "Targets": `ours` at the defaults (HP, cyber) and HP's NPO, three seeds,
-# on today's eval sets, whose retain file grew from 218 to 600 questions on 2026-12-06.
-# The models' other rows were stored before that (hp_grid, cyber_answered_demos, hp_npo_mmlu500); their 600
-# retain rows come from one later `mule evaluate` call (retain only, same models, same base; the first 218
-# regenerate byte-identically), stored in {hp,cyber}_retain600. This joins them: each stored file with its
-# retain rows replaced by the 600 (retain under quant4/quant8, not a target, is left out).
+# Prints the numbers of docs/RESULTS.md "Targets": `ours` at today's defaults (forget x8; HP, cyber) and HP's NPO,
+# three seeds, on today's eval sets (600 retain questions since 2026-12-06), and the overall against the other
+# baselines, which were measured on the first 218 retain questions without MMLU; then the evidence for forget x8
+# ("Defaults"): every metric against forget x4 (hp_grid / cyber_answered_demos with their 600 retain rows).
+# {hp,cyber}_forget8 hold the base and `ours`; their base rows are the stored ones (hp_grid / cyber_answered_demos,
+# plus the base's 600 retain rows of {hp,cyber}_retain600: greedy decoding regenerates them byte-identically).
+# NPO's stored file (hp_npo_mmlu500) gets its 600 retain rows from hp_retain600 the same way; for the 218-question
+# comparisons `ours` keeps its rows on the first 218 with the base rows the baselines' files share.
 # Run from the repository root: bash docs/results/targets.sh
 set -euo pipefail
 D=docs/results
 PY=${PYTHON:-.venv/bin/python}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-join() {  # join STORED RETAIN600 OUT
-  "$PY" - "$@" <<'EOF'
+"$PY" - "$D" "$T" <<'EOF'
 import gzip, json, sys
-stored, retain, out = sys.argv[1:]
-rows = [json.loads(line) for line in gzip.open(stored, "rt", encoding="utf-8")]
-models = {r["model"] for r in rows}
-extra = [json.loads(line) for line in gzip.open(retain, "rt", encoding="utf-8")]
-extra = [r for r in extra if r["model"] in models]
-missing = models - {r["model"] for r in extra}
-if missing:
-    raise SystemExit(f"{retain}: no retain rows for {sorted(missing)}")
-with open(out, "w", encoding="utf-8") as f:
-    for r in [r for r in rows if r["objective"] != "retain"] + extra:
-        f.write(json.dumps(r, ensure_ascii=False) + "\n")
+D, T = sys.argv[1:]
+BASE = "smollm2-135m"
+read = lambda name: [json.loads(line) for line in gzip.open(f"{D}/{name}.jsonl.gz", "rt", encoding="utf-8")]
+def write(name, rows):
+    with open(f"{T}/{name}.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+npo, retain = read("hp_npo_mmlu500"), read("hp_retain600")
+models = {r["model"] for r in npo}
+write("hp_npo", [r for r in npo if r["objective"] != "retain"] + [r for r in retain if r["model"] in models])
+first_218 = lambda r: r["objective"] != "retain" or (not r.get("attack") and int(r["id"].rsplit("-", 1)[1]) <= 218)
+for domain, stored in (("hp", "hp_grid"), ("cyber", "cyber_answered_demos")):
+    ours, old = [r for r in read(f"{domain}_forget8") if r["model"] != BASE and first_218(r)], read(stored)
+    write(f"{domain}_forget8_218", [r for r in old if r["model"] == BASE] + ours)
+    write(f"{domain}_forget4", [r for r in old if r["objective"] != "retain"] + read(f"{domain}_retain600"))
 EOF
-}
-join "$D/hp_grid.jsonl.gz" "$D/hp_retain600.jsonl.gz" "$T/hp_ours.jsonl"
-join "$D/hp_npo_mmlu500.jsonl.gz" "$D/hp_retain600.jsonl.gz" "$T/hp_npo.jsonl"
-join "$D/cyber_answered_demos.jsonl.gz" "$D/cyber_retain600.jsonl.gz" "$T/cyber_ours.jsonl"
-export PYTHONPATH="$PWD/examples${PYTHONPATH:+:$PYTHONPATH}"
 deltas() {  # deltas SEED_MEANS_JSON: each drop target's metric minus the base's, with its paired interval
   "$PY" - "$1" <<'EOF'
 import json, sys
@@ -41,11 +40,18 @@ for name, row in d["methods"].items():
     print(f"{name} - base:", ", ".join(cells))
 EOF
 }
-echo "## HP: ours (grid) and NPO"
-"$PY" examples/seed_means.py "$T/hp_ours.jsonl:grid=ours" "$T/hp_npo.jsonl:npo=NPO" --json "$T/hp.json"
+export PYTHONPATH="$PWD/examples${PYTHONPATH:+:$PYTHONPATH}"
+echo "## HP: ours and NPO (600 retain questions, MMLU 500)"
+"$PY" examples/seed_means.py "$D/hp_forget8.jsonl.gz:forget8=ours" "$T/hp_npo.jsonl:npo=NPO" --json "$T/hp.json"
 deltas "$T/hp.json"
-echo "## cyber: ours"
-"$PY" examples/seed_means.py "$T/cyber_ours.jsonl:ours" --json "$T/cyber.json"
+echo "## cyber: ours (600 retain questions, MMLU 500)"
+"$PY" examples/seed_means.py "$D/cyber_forget8.jsonl.gz:forget8=ours" --json "$T/cyber.json"
 deltas "$T/cyber.json"
-echo "## HP: every metric, ours - NPO (paired)"
-"$PY" examples/paired_metrics.py "$T/hp_ours.jsonl:grid" "$T/hp_npo.jsonl:npo"
+echo "## overall against the other baselines (first 218 retain questions)"
+"$PY" examples/paired_metrics.py "$T/hp_forget8_218.jsonl:forget8" "$D/hp_methods_new.jsonl.gz:graddiff" --no-mmlu | grep overall
+"$PY" examples/paired_metrics.py "$T/hp_forget8_218.jsonl:forget8" "$D/hp_baselines.jsonl.gz:bild" --no-mmlu | grep overall
+"$PY" examples/seed_means.py "$T/cyber_forget8_218.jsonl:forget8=ours" "$D/cyber_baselines.jsonl.gz:bild" \
+  "$D/cyber_methods_s01.jsonl.gz:graddiff" "$D/cyber_methods_s2.jsonl.gz:graddiff" | grep -A4 "method a"
+echo "## forget x8 - forget x4, every metric (600 retain questions, MMLU 500)"
+"$PY" examples/paired_metrics.py "$D/hp_forget8.jsonl.gz:forget8" "$T/hp_forget4.jsonl:grid" \
+  "$D/cyber_forget8.jsonl.gz:forget8" "$T/cyber_forget4.jsonl:ours"

@@ -23,12 +23,12 @@ ON_GRID_CHOICES = ("auto", "yes", "no")  # auto: `ours` on a model that ships on
 # The options whose default depends on the method. ours, DUET and BiLD default to the best measured setting
 # (docs/RESULTS.md, "Defaults"): the intention effect amplified x2 on forget, adversarial and neighbour
 # records, those objectives weighted 2, a refusal anchor per neighbour record, retain records trained along
-# the base model's own answers; `ours` amplifies forget records x4 and adversarial records x8 and shows the
+# the base model's own answers; `ours` amplifies forget and adversarial records x8 and shows the
 # neighbour demos in the base model's own words (measured for ours only). The baselines have no teacher and
 # keep the plain setting.
 DISTILL_DEFAULTS = {"amplify": "forget=2,adversarial=2,neighbor=2", "weights": "forget=2,adversarial=2,neighbor=2",
                     "refusal_anchors": "neighbor", "response": "retain=base", "demo_answers": "data"}
-OURS_DEFAULTS = {**DISTILL_DEFAULTS, "amplify": "forget=4,adversarial=8,neighbor=2", "demo_answers": "neighbor=base"}
+OURS_DEFAULTS = {**DISTILL_DEFAULTS, "amplify": "forget=8,adversarial=8,neighbor=2", "demo_answers": "neighbor=base"}
 BASELINE_DEFAULTS = {"amplify": 0.0, "weights": "", "refusal_anchors": "", "response": "data", "demo_answers": "data"}
 DEMO_ANSWER_SOURCES = ("data", "base")
 
