@@ -21,14 +21,16 @@ read = lambda name: [json.loads(line) for line in gzip.open(f"{D}/{name}.jsonl.g
 def write(name, rows):
     with open(f"{T}/{name}.jsonl", "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-npo, retain = read("hp_npo_mmlu500"), read("hp_retain600")
-models = {r["model"] for r in npo}
-write("hp_npo", [r for r in npo if r["objective"] != "retain"] + [r for r in retain if r["model"] in models])
+def with_retain600(rows, domain):
+    """A stored file's rows with its retain rows replaced by its models' rows on the 600 questions."""
+    models = {r["model"] for r in rows}
+    return [r for r in rows if r["objective"] != "retain"] + [r for r in read(f"{domain}_retain600") if r["model"] in models]
+write("hp_npo", with_retain600(read("hp_npo_mmlu500"), "hp"))
 first_218 = lambda r: r["objective"] != "retain" or (not r.get("attack") and int(r["id"].rsplit("-", 1)[1]) <= 218)
 for domain, stored in (("hp", "hp_grid"), ("cyber", "cyber_answered_demos")):
     ours, old = [r for r in read(f"{domain}_forget8") if r["model"] != BASE and first_218(r)], read(stored)
     write(f"{domain}_forget8_218", [r for r in old if r["model"] == BASE] + ours)
-    write(f"{domain}_forget4", [r for r in old if r["objective"] != "retain"] + read(f"{domain}_retain600"))
+    write(f"{domain}_forget4", with_retain600(old, domain))
 EOF
 deltas() {  # deltas SEED_MEANS_JSON: each drop target's metric minus the base's, with its paired interval
   "$PY" - "$1" <<'EOF'
