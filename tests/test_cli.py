@@ -70,7 +70,7 @@ def test_distill_cli_defaults_are_the_configs(tmp_path, monkeypatch, default_mod
     assert seen["cfg"].to_dict() == DistillConfig(data=[str(data)], method="npo").to_dict()
     help_text = " ".join(CliRunner().invoke(cli, ["distill", "--help"]).output.split())
     assert "[default: retain=base for ours/duet/bild, data for the baselines]" in help_text
-    assert ("[default: forget=8,adversarial=8,neighbor=2 for ours, forget=2,adversarial=2,neighbor=2 for duet/bild, "
+    assert ("[default: forget=8,adversarial=16,neighbor=2 for ours, forget=2,adversarial=2,neighbor=2 for duet/bild, "
             "none for the baselines]") in help_text
     assert "[default: neighbor=base for ours, data for duet/bild, data for the baselines]" in help_text
 
@@ -82,7 +82,7 @@ def test_method_dependent_defaults():
 
     for method in ("ours", "duet", "bild"):
         cfg = DistillConfig(method=method)
-        forget, adversarial, demos = (8.0, 8.0, "neighbor=base") if method == "ours" else (2.0, 2.0, "data")
+        forget, adversarial, demos = (8.0, 16.0, "neighbor=base") if method == "ours" else (2.0, 2.0, "data")
         assert (cfg.amplify, cfg.refusal_anchors, cfg.response, cfg.demo_answers) == (  # measured for ours only
             {"forget": forget, "adversarial": adversarial, "neighbor": 2.0, "retain": 0.0}, "neighbor", "retain=base",
             demos)

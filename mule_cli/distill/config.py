@@ -28,7 +28,7 @@ ON_GRID_CHOICES = ("auto", "yes", "no")  # auto: `ours` on a model that ships on
 # keep the plain setting.
 DISTILL_DEFAULTS = {"amplify": "forget=2,adversarial=2,neighbor=2", "weights": "forget=2,adversarial=2,neighbor=2",
                     "refusal_anchors": "neighbor", "response": "retain=base", "demo_answers": "data"}
-OURS_DEFAULTS = {**DISTILL_DEFAULTS, "amplify": "forget=8,adversarial=8,neighbor=2", "demo_answers": "neighbor=base"}
+OURS_DEFAULTS = {**DISTILL_DEFAULTS, "amplify": "forget=8,adversarial=16,neighbor=2", "demo_answers": "neighbor=base"}
 BASELINE_DEFAULTS = {"amplify": 0.0, "weights": "", "refusal_anchors": "", "response": "data", "demo_answers": "data"}
 DEMO_ANSWER_SOURCES = ("data", "base")
 
