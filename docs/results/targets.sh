@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prints the numbers of docs/RESULTS.md "Targets": `ours` at today's defaults (forget and adversarial x8 / x16; HP, cyber) and HP's NPO,
+# Prints the numbers of docs/RESULTS.md "Targets": `ours` at today's defaults (forget x8, adversarial x16; HP, cyber) and HP's NPO,
 # three seeds, on today's eval sets (600 retain questions since 2026-12-06), and the overall against the other
 # baselines, which were measured on the first 218 retain questions without MMLU; then the evidence for the last two
 # amplification changes ("Defaults"): adversarial x16 against x8 ({hp,cyber}_forget8), and forget x8 against forget x4

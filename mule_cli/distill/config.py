@@ -23,7 +23,7 @@ ON_GRID_CHOICES = ("auto", "yes", "no")  # auto: `ours` on a model that ships on
 # The options whose default depends on the method. ours, DUET and BiLD default to the best measured setting
 # (docs/RESULTS.md, "Defaults"): the intention effect amplified x2 on forget, adversarial and neighbour
 # records, those objectives weighted 2, a refusal anchor per neighbour record, retain records trained along
-# the base model's own answers; `ours` amplifies forget and adversarial records x8 and shows the
+# the base model's own answers; `ours` amplifies forget records x8 and adversarial records x16 and shows the
 # neighbour demos in the base model's own words (measured for ours only). The baselines have no teacher and
 # keep the plain setting.
 DISTILL_DEFAULTS = {"amplify": "forget=2,adversarial=2,neighbor=2", "weights": "forget=2,adversarial=2,neighbor=2",
